@@ -1,0 +1,39 @@
+# disentkit: `make demo` trains, evaluates and reports a small β-VAE; `make test` runs the test suite.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+TORCH  ?= torch==2.13.0
+DEMO   ?= runs/demo
+
+.PHONY: venv dev demo test test-fast bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch is pinned first so that pip takes the CPU build (an unpinned torch pulls a multi-GB CUDA build).
+venv: $(BIN)/python
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e .
+
+dev: $(BIN)/python
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[dev]"
+
+demo: venv
+	$(BIN)/disentkit train --config configs/demo.yaml --out $(DEMO) --overwrite
+	$(BIN)/disentkit evaluate --checkpoint $(DEMO) --metrics mig --baseline
+	$(BIN)/disentkit report --checkpoint $(DEMO)
+	@echo "demo done: open $(DEMO)/report.html"
+
+test: dev
+	$(BIN)/python -m pytest -q
+
+test-fast: dev
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: dev
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,171 @@
+"""The ground-truth factor dataset interface shared by training, metrics and visualisation.
+
+It follows disentanglement_lib's ``GroundTruthData``: a full factorial grid of factors, each
+image addressed by an index whose factor classes are its mixed-radix digits (last factor fastest).
+Images are held as tensors and gathered by index in one vectorized call: there is no per-sample
+``__getitem__`` on the training path.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One ground-truth factor: its name, and the value of each of its classes."""
+
+    name: str
+    values: tuple[float, ...]
+    labels: tuple[str, ...] = field(default=())  # names of categorical classes, if any
+
+    @property
+    def size(self) -> int:
+        return len(self.values)
+
+
+class FactorDataset:
+    """A full grid of images over independent discrete factors.
+
+    Subclasses implement :meth:`_gather` (index tensor -> float images in [0, 1]) and set
+    ``factors``, ``observation_shape`` (C, H, W) and ``name``.
+    """
+
+    name: str = "factor_dataset"
+    factors: tuple[Factor, ...] = ()
+    observation_shape: tuple[int, int, int] = (1, 64, 64)
+    #: ``False`` for datasets with images but no ground-truth factors (CelebA, 3D Chairs).
+    has_factors: bool = True
+
+    # ----------------------------------------------------------------- factor bookkeeping
+    @property
+    def factor_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.factors)
+
+    @property
+    def factor_sizes(self) -> tuple[int, ...]:
+        return tuple(f.size for f in self.factors)
+
+    @property
+    def num_factors(self) -> int:
+        return len(self.factors)
+
+    @property
+    def num_images(self) -> int:
+        return math.prod(self.factor_sizes)
+
+    def __len__(self) -> int:
+        return self.num_images
+
+    @property
+    def _strides(self) -> np.ndarray:
+        sizes = np.asarray(self.factor_sizes, dtype=np.int64)
+        return np.concatenate([np.cumprod(sizes[::-1])[::-1][1:], [1]]).astype(np.int64)
+
+    def index_to_factors(self, index: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        """Factor classes (N, F) of flat image indices (N,); numpy in, numpy out; torch likewise."""
+        strides, sizes = self._strides, np.asarray(self.factor_sizes, dtype=np.int64)
+        if isinstance(index, torch.Tensor):
+            strides_t = torch.as_tensor(strides, device=index.device)
+            sizes_t = torch.as_tensor(sizes, device=index.device)
+            return torch.div(index.long()[:, None], strides_t, rounding_mode="floor") % sizes_t
+        return (np.asarray(index, dtype=np.int64)[:, None] // strides) % sizes
+
+    def factors_to_index(self, factors: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        """Flat image indices (N,) of factor classes (N, F)."""
+        if isinstance(factors, torch.Tensor):
+            return (factors.long() * torch.as_tensor(self._strides, device=factors.device)).sum(1)
+        return (np.asarray(factors, dtype=np.int64) * self._strides).sum(1)
+
+    def factor_values_of(self, factors: np.ndarray) -> np.ndarray:
+        """Real-valued factor values (N, F) of factor classes (N, F)."""
+        factors = np.asarray(factors)
+        return np.stack(
+            [np.asarray(f.values, dtype=np.float64)[factors[:, i]] for i, f in enumerate(self.factors)], 1
+        )
+
+    # ----------------------------------------------------------------- sampling (dlib API)
+    def sample_factors(self, num: int, rng: np.random.Generator) -> np.ndarray:
+        """``num`` factor-class vectors drawn uniformly and independently, shape (num, F)."""
+        return np.stack([rng.integers(0, s, size=num) for s in self.factor_sizes], axis=1).astype(np.int64)
+
+    def sample_observations_from_factors(
+        self, factors: np.ndarray, rng: np.random.Generator | None = None, device: str | torch.device = "cpu"
+    ) -> torch.Tensor:
+        """Images (N, C, H, W), float32 in [0, 1], for factor classes (N, F).
+
+        ``rng`` is accepted for API compatibility with datasets that have unobserved factors.
+        """
+        index = torch.as_tensor(self.factors_to_index(factors), device=device)
+        return self.images_at(index)
+
+    def sample(self, num: int, rng: np.random.Generator, device: str | torch.device = "cpu"):
+        """Factors and matching observations in one call."""
+        factors = self.sample_factors(num, rng)
+        return factors, self.sample_observations_from_factors(factors, rng, device=device)
+
+    # ----------------------------------------------------------------- fast batch access
+    def images_at(self, index: torch.Tensor) -> torch.Tensor:
+        """Float32 images (N, C, H, W) in [0, 1] for a tensor of flat indices, on index's device."""
+        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= self.num_images):
+            raise IndexError(f"image index out of range [0, {self.num_images}) for dataset {self.name}")
+        return self._gather(index.long())
+
+    def _gather(self, index: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def to(self, device: str | torch.device) -> "FactorDataset":
+        """Move any image storage to ``device`` (no-op for datasets rendered on demand)."""
+        return self
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "num_images": self.num_images,
+            "observation_shape": list(self.observation_shape),
+            "factors": {f.name: f.size for f in self.factors},
+        }
+
+
+class ArrayFactorDataset(FactorDataset):
+    """A factor dataset whose images are a uint8 array in dataset index order.
+
+    ``images`` is (N, H, W) or (N, H, W, C) uint8 — a torch tensor (CPU or GPU) or a numpy array,
+    which may be a read-only memory map larger than RAM. ``scale`` maps stored values to [0, 1]
+    (1 for binary {0,1} images, 1/255 for 8-bit images).
+    """
+
+    def __init__(self, name: str, factors: Sequence[Factor], images, scale: float = 1 / 255) -> None:
+        self.name = name
+        self.factors = tuple(factors)
+        self.images = images
+        self.scale = scale
+        shape = tuple(images.shape)
+        if shape[0] != self.num_images:
+            raise ValueError(f"{name}: {shape[0]} images but the factor grid has {self.num_images}")
+        h, w = shape[1], shape[2]
+        self.observation_shape = (shape[3] if len(shape) == 4 else 1, h, w)
+
+    def _gather(self, index: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.images, torch.Tensor):
+            batch = self.images[index.to(self.images.device)]
+        else:  # numpy / memmap: read rows in increasing order (sequential disk access), then restore order
+            idx = index.cpu().numpy()
+            order = np.argsort(idx, kind="stable")
+            rows = np.empty((len(idx),) + self.images.shape[1:], dtype=self.images.dtype)
+            rows[order] = self.images[idx[order]]
+            batch = torch.from_numpy(rows)
+        batch = batch.to(index.device, non_blocking=True)
+        batch = batch.unsqueeze(1) if batch.ndim == 3 else batch.permute(0, 3, 1, 2)
+        return batch.float().mul_(self.scale)
+
+    def to(self, device: str | torch.device) -> "ArrayFactorDataset":
+        """Hold the images on ``device`` (e.g. the GPU when they fit); returns self."""
+        self.images = torch.as_tensor(np.asarray(self.images) if not isinstance(self.images, torch.Tensor)
+                                      else self.images).to(device)
+        return self

@@ -1,0 +1,146 @@
+"""What every objective shares: the Gaussian VAE, reconstruction likelihoods, the KL, and the
+:class:`Objective` base class with its declared hyperparameters.
+
+An objective file (``beta_vae.py``, ``factor_vae.py``, …) subclasses :class:`Objective`, declares its
+hyperparameters as :class:`HParam` entries, and implements :meth:`Objective.loss`. Registration is
+one decorator, :func:`register`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .architectures import ARCHITECTURES
+
+
+@dataclass
+class VAEOutput:
+    """One forward pass: posterior parameters, the sample, and the decoder's logits."""
+
+    mu: torch.Tensor
+    logvar: torch.Tensor
+    z: torch.Tensor
+    logits: torch.Tensor
+
+
+class GaussianVAE(nn.Module):
+    """Encoder q(z|x) = N(μ, diag σ²), decoder p(x|z) emitting logits, standard normal prior."""
+
+    def __init__(self, architecture: str = "locatello", channels: int = 1, latent_dim: int = 10) -> None:
+        super().__init__()
+        self.encoder, self.decoder = ARCHITECTURES[architecture](channels, latent_dim)
+        self.latent_dim = latent_dim
+
+    def forward(self, x: torch.Tensor) -> VAEOutput:
+        mu, logvar = self.encoder(x)
+        z = reparameterize(mu, logvar)
+        return VAEOutput(mu, logvar, z, self.decoder(z))
+
+    @torch.no_grad()
+    def encode_mean(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean representation μ(x), as the metrics use by default."""
+        return self.encoder(x)[0]
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """z = μ + σ·ε, ε ~ N(0, I) (Kingma & Welling 2014, eq. 10)."""
+    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(μ, σ²) ‖ N(0, 1)) per sample and latent, shape (B, D): ½(μ² + σ² − log σ² − 1)."""
+    return 0.5 * (mu.square() + logvar.exp() - logvar - 1)
+
+
+def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor, kind: str = "bernoulli") -> torch.Tensor:
+    """Negative log-likelihood summed over pixels, one value per sample (B,).
+
+    ``bernoulli``: sigmoid cross-entropy (disentanglement_lib's default). ``gaussian``: squared error
+    of sigmoid(logits), i.e. a unit-variance Gaussian up to a constant (dlib's ``l2_loss``).
+    """
+    if kind == "bernoulli":
+        return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+    if kind == "gaussian":
+        return (torch.sigmoid(logits) - x).square().flatten(1).sum(1)
+    raise ValueError(f"unknown reconstruction loss '{kind}'")
+
+
+def log_normal_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Elementwise log N(z; μ, σ²), broadcasting (used by the TC estimators)."""
+    return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu).square() * torch.exp(-logvar))
+
+
+@dataclass(frozen=True)
+class HParam:
+    """A hyperparameter an objective declares: it becomes a CLI flag and a config key."""
+
+    name: str
+    default: Any
+    help: str
+    type: type = float
+    min: float | None = None     # inclusive lower bound, checked before training
+    choices: tuple = ()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+@dataclass
+class LossTerms:
+    """An objective's loss plus every term it logs (scalar tensors: never ``.item()`` here)."""
+
+    loss: torch.Tensor
+    logs: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Objective(nn.Module):
+    """Base class of a training objective; subclasses set the class variables and :meth:`loss`."""
+
+    name: ClassVar[str]
+    paper: ClassVar[str] = ""
+    hparams: ClassVar[tuple[HParam, ...]] = ()
+
+    def __init__(self, reconstruction: str = "bernoulli", **hp: Any) -> None:
+        super().__init__()
+        self.reconstruction = reconstruction
+        for p in self.hparams:
+            setattr(self, p.name, p.type(hp.get(p.name, p.default)))
+
+    def base_terms(self, out: VAEOutput, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Reconstruction (batch mean), KL (batch mean of the sum over latents) and their logs."""
+        rec = reconstruction_loss(out.logits, x, self.reconstruction).mean()
+        kl_dim = gaussian_kl(out.mu, out.logvar).mean(0)
+        kl = kl_dim.sum()
+        logs = {"reconstruction": rec, "kl": kl, "elbo": -(rec + kl)}
+        logs.update({f"kl_dim/{i}": k for i, k in enumerate(kl_dim)})
+        return rec, kl, logs
+
+    def loss(self, out: VAEOutput, x: torch.Tensor, step: int) -> LossTerms:
+        raise NotImplementedError
+
+    # Hooks for objectives that own parameters or optimizers of their own (defaults: none extra).
+    manual_optimization: ClassVar[bool] = False
+
+    def vae_parameters(self):
+        """Objective parameters trained by the VAE's Adam (e.g. a learnable β); default: all of them."""
+        return self.parameters()
+
+    def extra_optimizers(self) -> list:
+        """Further optimizers (e.g. FactorVAE's discriminator); they imply manual optimization."""
+        return []
+
+
+OBJECTIVES: dict[str, type[Objective]] = {}
+
+
+def register(cls: type[Objective]) -> type[Objective]:
+    """Class decorator: make an objective trainable as ``--model cls.name``."""
+    OBJECTIVES[cls.name] = cls
+    return cls

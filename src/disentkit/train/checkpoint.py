@@ -1,0 +1,106 @@
+"""Checkpoints that load without executing code: safetensors weights + the full config as metadata.
+
+A disentkit checkpoint is one ``.safetensors`` file whose metadata holds ``format`` and the run's
+``config`` (every hyperparameter) as JSON. Lightning ``.ckpt`` files are read only with
+``torch.load(weights_only=True)``, which refuses pickles that would run code.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from ..errors import DisentkitError
+from ..models import GaussianVAE
+
+FORMAT = "disentkit-checkpoint-v1"
+
+
+@dataclass
+class Checkpoint:
+    """A loaded model: its config (as saved), the VAE with weights, and the raw state."""
+
+    path: Path
+    config: dict[str, Any]
+    vae: GaussianVAE
+    state: dict[str, torch.Tensor]
+    meta: dict[str, str]
+
+
+def save_checkpoint(path: str | Path, state: dict[str, torch.Tensor], config: dict[str, Any],
+                    **meta: Any) -> Path:
+    """Write atomically (``.part`` then rename) so an interrupted save never clobbers a good file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    metadata = {"format": FORMAT, "config": json.dumps(config)}
+    metadata.update({k: json.dumps(v) for k, v in meta.items()})
+    tmp = path.with_name(path.name + ".part")
+    save_file(tensors, str(tmp), metadata=metadata)
+    tmp.replace(path)
+    return path
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run folder means its best checkpoint if it has one, else its final one."""
+    p = Path(path)
+    if p.is_dir():
+        for name in ("best.safetensors", "model.safetensors", "last.safetensors"):
+            if (p / name).is_file():
+                return p / name
+        raise DisentkitError(f"no checkpoint in {p}: expected best.safetensors or model.safetensors "
+                             "(is this a finished `disentkit train` run folder?)")
+    if not p.is_file():
+        raise DisentkitError(f"checkpoint not found: {p}")
+    return p
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, str]]:
+    """State dict, config and metadata of a checkpoint file, never unpickling arbitrary objects."""
+    p = resolve_checkpoint(path)
+    if p.suffix == ".ckpt":
+        try:
+            raw = torch.load(p, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError) as e:
+            raise DisentkitError(f"refused to load {p}: it is not a plain weights file (loading it would run "
+                                 f"code or it is corrupt): {str(e).splitlines()[0]}") from None
+        if not isinstance(raw, dict) or "config" not in raw or "state_dict" not in raw:
+            raise DisentkitError(f"{p} is not a disentkit checkpoint (no 'config' and 'state_dict')")
+        return raw["state_dict"], raw["config"], {}
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(p))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise DisentkitError(f"{p} is not a readable safetensors checkpoint ({e}); "
+                             "pass a file written by `disentkit train`") from None
+    if meta.get("format") != FORMAT:
+        raise DisentkitError(f"{p} is a safetensors file but not a disentkit checkpoint (no '{FORMAT}' metadata)")
+    return state, json.loads(meta["config"]), meta
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """Rebuild the VAE a checkpoint was trained with and load its weights (strictly)."""
+    p = resolve_checkpoint(path)
+    state, config, meta = read_checkpoint(p)
+    vae = build_vae(config)
+    vae_state = {k[len("vae."):]: v for k, v in state.items() if k.startswith("vae.")}
+    try:
+        vae.load_state_dict(vae_state)
+    except RuntimeError as e:
+        raise DisentkitError(f"{p}: weights do not match the model its config describes: "
+                             f"{str(e).splitlines()[0]}") from None
+    return Checkpoint(p, config, vae.to(device).eval(), state, meta)
+
+
+def build_vae(config: dict[str, Any]) -> GaussianVAE:
+    """The VAE described by a saved config (``channels`` is recorded from the dataset at training)."""
+    channels = int(config.get("channels") or 1)
+    return GaussianVAE(config.get("architecture", "locatello"), channels, int(config["latent_dim"]))

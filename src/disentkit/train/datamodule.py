@@ -1,0 +1,77 @@
+"""Batches for Lightning without a DataLoader: random index batches gathered in one vectorized call.
+
+Training draws indices uniformly with replacement from the training split (as disentanglement_lib
+does), with a generator seeded from the run's seed, so the same seed gives the same batches.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import lightning as L
+import numpy as np
+import torch
+
+from ..data import FactorDataset
+
+
+class RandomBatches:
+    """An endless iterable of image batches (B, C, H, W) drawn from ``indices`` of ``dataset``."""
+
+    def __init__(self, dataset: FactorDataset, indices: torch.Tensor | None, batch_size: int, seed: int,
+                 device: str | torch.device = "cpu") -> None:
+        self.dataset, self.batch_size, self.device = dataset, batch_size, torch.device(device)
+        self.indices = None if indices is None else indices.to(self.device)
+        self.seed = seed
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        gen = torch.Generator(device=self.device).manual_seed(self.seed)
+        n = self.dataset.num_images if self.indices is None else len(self.indices)
+        while True:
+            pick = torch.randint(0, n, (self.batch_size,), generator=gen, device=self.device)
+            idx = pick if self.indices is None else self.indices[pick]
+            yield self.dataset.images_at(idx)
+
+
+class FixedBatches:
+    """A finite, ordered pass over ``indices`` in batches: the validation set."""
+
+    def __init__(self, dataset: FactorDataset, indices: torch.Tensor, batch_size: int,
+                 device: str | torch.device = "cpu") -> None:
+        self.dataset, self.indices, self.batch_size = dataset, indices.to(device), batch_size
+
+    def __len__(self) -> int:
+        return (len(self.indices) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        for start in range(0, len(self.indices), self.batch_size):
+            yield self.dataset.images_at(self.indices[start:start + self.batch_size])
+
+
+def split_indices(num_images: int, val_fraction: float, seed: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(train, val) index tensors; (None, None) means train on everything with no validation."""
+    if val_fraction <= 0:
+        return None, None
+    perm = torch.from_numpy(np.random.default_rng(seed).permutation(num_images))
+    n_val = max(1, int(round(num_images * val_fraction)))
+    return perm[n_val:], perm[:n_val]
+
+
+class FactorDataModule(L.LightningDataModule):
+    """Training and (optional) validation batches of a factor dataset, produced on ``device``."""
+
+    def __init__(self, dataset: FactorDataset, batch_size: int, seed: int, val_fraction: float = 0.0,
+                 val_batches: int = 20, device: str | torch.device = "cpu") -> None:
+        super().__init__()
+        self.dataset, self.batch_size, self.seed, self.device = dataset, batch_size, seed, device
+        self.train_idx, val_idx = split_indices(dataset.num_images, val_fraction, seed)
+        # Validation scores a fixed subset (val_batches × batch_size) of the held-out split each time.
+        self.val_idx = None if val_idx is None else val_idx[: val_batches * batch_size]
+
+    def train_dataloader(self) -> RandomBatches:
+        return RandomBatches(self.dataset, self.train_idx, self.batch_size, self.seed, self.device)
+
+    def val_dataloader(self) -> FixedBatches | list:
+        if self.val_idx is None:
+            return []
+        return FixedBatches(self.dataset, self.val_idx, self.batch_size, self.device)

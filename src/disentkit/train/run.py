@@ -1,0 +1,111 @@
+"""``fit(config)``: one training run from a :class:`TrainConfig` to a run folder.
+
+A run folder holds ``config.yaml``, TensorBoard logs (``tb/``), a CSV of logged values
+(``csv/metrics.csv``) and safetensors checkpoints (``model.safetensors``, ``best.safetensors``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import lightning as L
+import torch
+import yaml
+from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from ..data import get_dataset
+from ..errors import DisentkitError
+from .callbacks import SafetensorsCheckpoint
+from .checkpoint import read_checkpoint
+from .config import TrainConfig
+from .datamodule import FactorDataModule
+from .module import VAEModule
+
+RUN_MARKERS = ("model.safetensors", "best.safetensors", "last.safetensors", "metrics.json")
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DisentkitError(f"--device {device} was asked for but no CUDA GPU is available; use --device cpu")
+    return torch.device(device)
+
+
+def set_threads(threads: int) -> None:
+    """Pin torch's intra-op threads (0 = one per core); inter-op parallelism is not used here."""
+    torch.set_num_threads(threads if threads > 0 else max(1, os.cpu_count() or 1))
+
+
+def quiet_lightning() -> None:
+    """Keep Lightning's start-up chatter out of the terminal (the progress bar stays)."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*`isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
+    warnings.filterwarnings("ignore", ".*Your `IterableDataset` has `__len__` defined.*")
+
+
+def prepare_run_dir(out: str | Path, overwrite: bool) -> Path:
+    """Refuse to write over an earlier run unless ``overwrite`` is given."""
+    run_dir = Path(out)
+    if run_dir.exists() and any((run_dir / m).exists() for m in RUN_MARKERS) and not overwrite:
+        raise DisentkitError(f"{run_dir} already holds a run; choose another --out or pass --overwrite to replace it")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def fit(config: TrainConfig) -> Path:
+    """Train one model as ``config`` says; returns the run folder."""
+    config.validate()
+    run_dir = prepare_run_dir(config.out, config.overwrite)
+    set_threads(config.threads)
+    device = resolve_device(config.device)
+    quiet_lightning()
+    L.seed_everything(config.seed, verbose=False)
+
+    dataset = get_dataset(config.dataset)
+    cfg = config.to_dict()
+    cfg.update(channels=dataset.observation_shape[0], factor_names=list(dataset.factor_names))
+    module = VAEModule(cfg)
+    if config.init_from:
+        init_from_checkpoint(module, config.init_from)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+    data = FactorDataModule(dataset, config.batch_size, config.seed, config.val_fraction, config.val_batches, device)
+    has_val = config.val_fraction > 0
+    trainer = L.Trainer(
+        max_steps=config.steps,
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=1,
+        logger=[TensorBoardLogger(run_dir, name="tb", version="", default_hp_metric=False),
+                CSVLogger(run_dir, name="csv", version="")],
+        callbacks=[SafetensorsCheckpoint(run_dir, config.checkpoint_every)]
+        + ([TQDMProgressBar(refresh_rate=max(1, min(config.log_every, 25)))] if config.progress else []),
+        log_every_n_steps=config.log_every,
+        enable_checkpointing=False,
+        enable_progress_bar=config.progress,
+        enable_model_summary=False,
+        val_check_interval=config.val_every if has_val else None,
+        check_val_every_n_epoch=None,
+        limit_val_batches=1.0 if has_val else 0,
+        num_sanity_val_steps=0,
+        deterministic=device.type == "cpu",
+    )
+    trainer.fit(module, datamodule=data)
+    return run_dir
+
+
+def init_from_checkpoint(module: VAEModule, path: str | Path) -> None:
+    """Start from another run's weights (e.g. λβ-VAE from a β-VAE); the VAE must be the same shape."""
+    state, saved, _ = read_checkpoint(path)
+    vae_state = {k[4:]: v for k, v in state.items() if k.startswith("vae.")}
+    for key in ("architecture", "latent_dim", "channels"):
+        if saved.get(key) != module.config.get(key):
+            raise DisentkitError(f"--init-from {path}: checkpoint has {key}={saved.get(key)!r} but this run has "
+                                 f"{key}={module.config.get(key)!r}; match them or pick another checkpoint")
+    module.vae.load_state_dict(vae_state)

@@ -1,0 +1,73 @@
+"""The command line: errors are one line with exit 2; train -> evaluate -> report end to end."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from disentkit.cli import main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "disentkit.cli", *args], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["train", "--model", "nope"], "unknown model 'nope'"),
+    (["train", "--dataset", "nope"], "unknown dataset 'nope'"),
+    (["train", "--beta", "-1"], "--beta must be ≥ 0"),
+    (["train", "--latent-dim", "0"], "--latent-dim must be a positive integer"),
+    (["train", "--config", "/nonexistent.yaml"], "config file not found"),
+    (["evaluate", "--checkpoint", "/nonexistent.safetensors"], "checkpoint not found"),
+    (["evaluate", "--checkpoint", "/nonexistent_dir/"], "checkpoint not found"),
+    (["evaluate", "--checkpoint", "x", "--metrics", "bogus"], "unknown metric"),
+])
+def test_bad_input_gives_one_line_and_exit_2(args, needle, tmp_path):
+    res = run_cli(*args, *(["--out", str(tmp_path / "r")] if args[0] == "train" else []))
+    assert res.returncode == 2, res.stderr
+    assert needle in res.stderr
+    assert "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_wrong_file_as_checkpoint(tmp_path, capsys):
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a checkpoint at all")
+    assert main(["evaluate", "--checkpoint", str(junk)]) == 2
+    assert "not a readable safetensors checkpoint" in capsys.readouterr().err
+
+
+def test_yaml_config_with_cli_override(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model: beta_vae\nbeta: 2\nsteps: 4\nbatch_size: 8\nseed: 1\nthreads: 1\nlog_every: 2\n")
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--beta", "3", "--out", str(out), "--no-progress"]) == 0
+    saved = json.loads(json.dumps(__import__("yaml").safe_load((out / "config.yaml").read_text())))
+    assert saved["hparams"]["beta"] == 3.0 and saved["steps"] == 4 and saved["batch_size"] == 8
+
+
+def test_train_evaluate_report_end_to_end(tiny_run, capsys):
+    assert main(["evaluate", "--checkpoint", str(tiny_run), "--baseline", "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "mig" in printed and "untrained" in printed
+    rec = json.loads((tiny_run / "metrics.json").read_text())
+    assert 0 <= rec["results"]["mig"]["mig"] <= 1 and "mig" in rec["untrained"]
+    assert rec["results"]["mig"]["params"]["num_train"] == 10_000
+    assert main(["report", "--checkpoint", str(tiny_run)]) == 0
+    assert Image.open(tiny_run / "reconstructions.png").size[0] > 8 * 64
+    tr = Image.open(tiny_run / "traversals.png")
+    assert tr.size[1] > 10 * 64                      # one row per latent
+    gif = Image.open(tiny_run / "traversals.gif")
+    assert gif.n_frames == 18                        # 10 steps forward, 8 back
+    html = (tiny_run / "report.html").read_text()
+    assert "data:image/gif;base64" in html and "mig" in html
+
+
+def test_help_lists_models_and_flags():
+    res = run_cli("train", "--help")
+    assert res.returncode == 0
+    for flag in ("--model", "--beta", "--dataset", "--seed", "--steps", "--batch-size", "--lr", "--latent-dim",
+                 "--val-fraction", "--config", "beta_vae"):
+        assert flag in res.stdout
