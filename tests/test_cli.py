@@ -24,11 +24,19 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     (["evaluate", "--checkpoint", "/nonexistent_dir/"], "checkpoint not found"),
     (["evaluate", "--checkpoint", "x", "--metrics", "bogus"], "unknown metric"),
 ])
-def test_bad_input_gives_one_line_and_exit_2(args, needle, tmp_path):
-    res = run_cli(*args, *(["--out", str(tmp_path / "r")] if args[0] == "train" else []))
-    assert res.returncode == 2, res.stderr
-    assert needle in res.stderr
-    assert "Traceback" not in res.stderr
+def test_bad_input_gives_one_line_and_exit_2(args, needle, tmp_path, capsys):
+    code = main([*args, *(["--out", str(tmp_path / "r")] if args[0] == "train" else [])])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert needle in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r" / "model.safetensors").exists()
+
+
+def test_real_process_exit_status_and_no_traceback(tmp_path):
+    res = run_cli("train", "--beta", "-1", "--out", str(tmp_path / "r"))
+    assert res.returncode == 2
+    assert "--beta must be ≥ 0" in res.stderr and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
 
 
@@ -65,9 +73,11 @@ def test_train_evaluate_report_end_to_end(tiny_run, capsys):
     assert "data:image/gif;base64" in html and "mig" in html
 
 
-def test_help_lists_models_and_flags():
-    res = run_cli("train", "--help")
-    assert res.returncode == 0
+def test_help_lists_models_and_flags(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
     for flag in ("--model", "--beta", "--dataset", "--seed", "--steps", "--batch-size", "--lr", "--latent-dim",
                  "--val-fraction", "--config", "beta_vae"):
-        assert flag in res.stdout
+        assert flag in out
