@@ -172,6 +172,7 @@ def _add_sweep_parsers(sub) -> None:
     p.add_argument("--steps", type=int, help="scale every stage so the config's default steps become N")
     p.add_argument("--seeds", help="comma-separated seeds replacing the config's (e.g. 0,1,2)")
     p.add_argument("--datasets", help="comma-separated datasets replacing the config's (e.g. dsprites,mpi3d_real)")
+    p.add_argument("--metrics", help="comma-separated metrics replacing the config's (e.g. mig)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="setting applied to every run, e.g. --set batch_size=32 (repeatable)")
     p.add_argument("--backend", default="local", choices=["local", "ray"], help="where runs execute")
@@ -201,7 +202,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         overrides[k.strip().replace("-", "_")] = _number(v.strip())
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     datasets = [d.strip() for d in args.datasets.split(",")] if args.datasets else None
-    sweep = load_sweep(args.config, steps=args.steps, seeds=seeds, datasets=datasets, overrides=overrides)
+    metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
+    sweep = load_sweep(args.config, steps=args.steps, seeds=seeds, datasets=datasets, overrides=overrides,
+                       metrics=metrics)
     if args.dry_run:
         validate_runs(sweep.runs)
         for r in sweep.runs:

@@ -146,6 +146,20 @@ def _as_list(v: Any, what: str) -> list:
     raise DisentkitError(f"sweep config: '{what}' must be a list, got {v!r}")
 
 
+def _seeds(v: Any, what: str) -> list[int]:
+    """Seeds as a list: ``[0, 1, 2]``, a single int, or a range string ``"0..49"`` (inclusive)."""
+    if isinstance(v, str) and ".." in v:
+        lo, hi = v.split("..", 1)
+        try:
+            return list(range(int(lo), int(hi) + 1))
+        except ValueError:
+            raise DisentkitError(f"sweep config: {what} range must look like '0..49', got {v!r}") from None
+    try:
+        return [int(_number(s)) for s in _as_list(v, what)]
+    except (TypeError, ValueError):
+        raise DisentkitError(f"sweep config: {what} must be integers, got {v!r}") from None
+
+
 def _grid_points(grid: Any, where: str) -> list[dict[str, Any]]:
     """A grid as a list of points: a mapping of lists is their product; a list of mappings is as given."""
     if grid is None or grid == {}:
@@ -189,10 +203,13 @@ def _slug(s: str) -> str:
 
 
 def load_sweep(path: str | Path, steps: int | None = None, seeds: list[int] | None = None,
-               datasets: list[str] | None = None, overrides: dict[str, Any] | None = None) -> Sweep:
-    """Read a sweep YAML and expand it (see :func:`expand`)."""
+               datasets: list[str] | None = None, overrides: dict[str, Any] | None = None,
+               metrics: list[str] | None = None) -> Sweep:
+    """Read a sweep YAML and expand it (see :func:`expand`); ``metrics`` replaces the config's metrics."""
     raw = load_yaml(path)
     raw.setdefault("name", Path(path).stem)
+    if metrics:
+        raw["metrics"] = list(metrics)
     return expand(raw, steps=steps, seeds=seeds, datasets=datasets, overrides=overrides)
 
 
@@ -216,7 +233,7 @@ def expand(raw: dict[str, Any], steps: int | None = None, seeds: list[int] | Non
     scale = None if steps is None else steps / base_steps
     if steps is not None and steps <= 0:
         raise DisentkitError(f"--steps must be positive, got {steps}")
-    top_seeds = [int(_number(s)) for s in (seeds or _as_list(raw.get("seeds", [0]), "seeds"))]
+    top_seeds = list(seeds) if seeds else _seeds(raw.get("seeds", [0]), "seeds")
     top_data = [str(d) for d in (datasets or _as_list(raw.get("datasets", ["dsprites_procedural"]), "datasets"))]
     metrics = _metrics(raw.get("metrics"))
     evaluation = {"seed": 0, "representation": "mean", **(raw.get("evaluation") or {})}
@@ -239,7 +256,7 @@ def expand(raw: dict[str, Any], steps: int | None = None, seeds: list[int] | Non
         where = f"stages[{sname}]"
         points = _grid_points(st.get("grid"), where)
         fixed = {k: v for k, v in st.items() if k not in STAGE_KEYS}
-        st_seeds = [int(_number(s)) for s in (seeds or _as_list(st.get("seeds"), f"{where}.seeds") or top_seeds)]
+        st_seeds = list(seeds) if seeds else (_seeds(st.get("seeds"), f"{where}.seeds") or top_seeds)
         st_data = [str(d) for d in (datasets or _as_list(st.get("datasets"), f"{where}.datasets") or top_data)]
         parent_stage = st.get("init_from")
         if parent_stage is not None and str(parent_stage) not in by_stage:
@@ -302,20 +319,33 @@ def validate_runs(runs: list[RunSpec]) -> None:
     from ..metrics import METRICS
     from ..models import OBJECTIVES
 
+    unknown: dict[str, set[str]] = {"model": set(), "dataset": set(), "metric": set()}
+    for r in runs:
+        if r.model not in OBJECTIVES:
+            unknown["model"].add(r.model)
+        if r.dataset.split(":", 1)[0] not in DATASETS:
+            unknown["dataset"].add(r.dataset)
+        unknown["metric"].update(m for m in r.metrics if m not in METRICS)
+    known = {"model": OBJECTIVES, "dataset": DATASETS, "metric": METRICS}
+    parts = [f"unknown {kind}(s) {', '.join(sorted(names))} (registered: {', '.join(sorted(known[kind]))})"
+             for kind, names in unknown.items() if names]
+    if parts:
+        raise DisentkitError("this sweep names " + "; ".join(parts) + ". Install a disentkit that has them, or "
+                             "replace them (--datasets, --metrics, or edit the config)")
+    import inspect
+
+    for name, kw in (runs[0].metrics.items() if runs else ()):
+        params = inspect.signature(METRICS[name]).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            continue
+        bad = [k for k in kw if k not in params or k in ("encode_fn", "dataset", "seed")]
+        if bad:
+            allowed = [k for k in params if k not in ("encode_fn", "dataset", "seed")]
+            raise DisentkitError(f"sweep config: metric '{name}' has no setting {', '.join(bad)} "
+                                 f"(its settings: {', '.join(allowed) or 'none'})")
     by_id = {r.run_id: r for r in runs}
     for r in runs:
         where = f"stage '{r.stage}'"
-        if r.model not in OBJECTIVES:
-            raise DisentkitError(f"{where}: unknown model '{r.model}'; registered models: "
-                                 f"{', '.join(sorted(OBJECTIVES))} (a later disentkit may add it)")
-        base = r.dataset.split(":", 1)[0]
-        if base not in DATASETS:
-            raise DisentkitError(f"{where}: unknown dataset '{r.dataset}'; registered datasets: "
-                                 f"{', '.join(sorted(DATASETS))} (pass --datasets to choose others)")
-        for m in r.metrics:
-            if m not in METRICS:
-                raise DisentkitError(f"sweep config: unknown metric '{m}'; registered metrics: "
-                                     f"{', '.join(sorted(METRICS))}")
         declared = {p.name for p in OBJECTIVES[r.model].hparams}
         inherited = set(by_id[r.parent].train["hparams"]) if r.parent in by_id else set()
         for k in sorted(set(r.train["hparams"]) - inherited):

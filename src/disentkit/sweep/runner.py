@@ -202,6 +202,9 @@ def execute_run(spec: RunSpec, folder: Path, parent_folder: Path | None = None, 
     write_atomic(folder / DONE, json.dumps({"run_id": spec.run_id, "config_hash": spec.config_hash,
                                             "seconds": round(seconds, 2),
                                             "finished": time.strftime("%Y-%m-%d %H:%M:%S")}))
+    # logged by the run itself, right after DONE: a sweep killed at this moment still has the record
+    if (folder.parent.parent / "sweep.json").is_file():
+        log_event(folder.parent.parent, event="done", run=spec.run_id, pid=os.getpid(), seconds=round(seconds, 2))
     return {"seconds": seconds}
 
 
@@ -445,7 +448,6 @@ def _schedule(sweep: Sweep, out: Path, be: Backend, printer: Callable[[str], Non
                     prog.done += 1
                     finished.add(rid)
                     prog.durations.append(time.time() - began)
-                    log_event(out, event="done", run=rid, seconds=round(time.time() - began, 2))
                     prog.line(f"done {rid} ({_duration(time.time() - began)})")
                 else:
                     prog.failed[rid] = reason
