@@ -179,7 +179,8 @@ def _add_sweep_parsers(sub) -> None:
     p.add_argument("--workers", type=int, default=1, help="runs at a time (local: processes; ray: at most N)")
     p.add_argument("--threads", type=int, default=0, help="torch threads per run (0: cores / workers)")
     p.add_argument("--address", help="ray: join this cluster (e.g. HEAD:6379 or auto) instead of a local instance")
-    p.add_argument("--gpus-per-run", type=float, default=0.0, help="ray: GPU share per run (0.25: four per GPU)")
+    p.add_argument("--gpus-per-run", type=float, help="ray: GPU share per run (0.25: four per GPU; default: the "
+                                                      "cluster's GPUs shared by --workers runs; 0: CPU only)")
     p.add_argument("--cpus-per-run", type=float, default=1.0, help="ray: CPUs reserved per run")
     p.add_argument("--out", help="sweep folder (default: runs/sweeps/NAME-CONFIGHASH)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and exit")

@@ -94,10 +94,17 @@ def write_sweep_report(sweep_dir: str | Path, out: str | Path | None = None, ste
         pics = out_dir / "report_files" / r.spec.run_id
         write_report(r.folder, pics, steps=steps, limit=limit, seed=seed)
         vals = ", ".join(f"{k} {v:.3f}" for k, v in r.values.items())
+        per_factor = ""
+        for name, res in r.metrics.items():
+            pf = res.get(f"{name}_per_factor") if isinstance(res, dict) else None
+            if isinstance(pf, dict) and pf:
+                per_factor += (f'<table class="pf"><tr><th class="l">{e(name)} per factor</th>'
+                               + "".join(f"<th>{e(str(k))}</th>" for k in pf) + "</tr><tr><td></td>"
+                               + "".join(f"<td>{float(v):.3f}</td>" for v in pf.values()) + "</tr></table>")
         run_html.append(
             f'<div class="run" id="{e(r.spec.run_id)}"><h3>{e(r.spec.label)} · seed {r.spec.seed}</h3>'
             f'<p class="small">{e(r.spec.run_id)}{" · from " + e(r.spec.parent) if r.spec.parent else ""} · '
-            f"{e(vals)}</p>"
+            f"{e(vals)}</p>{per_factor}"
             f"<p>Reconstructions (top: inputs, bottom: reconstructions)</p>"
             f"{_img(pics / 'reconstructions.png', 'reconstructions ' + r.spec.run_id, True)}"
             f"<p>Latent traversals, most informative latent first (each frame: every latent's image)</p>"

@@ -3,7 +3,8 @@
 By default it starts a private local Ray instance; ``--address`` joins an existing cluster
 (``ray start --head`` on one machine, ``ray start --address=HEAD:6379`` on the others), whose nodes
 must have disentkit installed and see the sweep folder at the same path (a shared filesystem).
-``--gpus-per-run 0.25`` lets four runs share one GPU; ``--cpus-per-run`` sets each task's CPU share.
+``--gpus-per-run 0.25`` lets four runs share one GPU (default: the cluster's GPUs divided among
+``--workers`` runs, or one GPU per run; 0 trains on CPU); ``--cpus-per-run`` sets each task's CPU share.
 
 Ray is an optional extra: ``pip install 'disentkit[ray]'``.
 """
@@ -34,7 +35,7 @@ def _ray_task(spec_dict: dict, folder: str, parent: str | None, threads: int) ->
 class RayBackend(Backend):
     """Submits each run as a Ray task with ``num_cpus``/``num_gpus`` resources (fractions allowed)."""
 
-    def __init__(self, address: str | None = None, workers: int = 0, gpus_per_run: float = 0.0,
+    def __init__(self, address: str | None = None, workers: int = 0, gpus_per_run: float | None = None,
                  cpus_per_run: float = 1.0, threads: int = 0, init_kwargs: dict[str, Any] | None = None) -> None:
         try:
             import ray
@@ -59,17 +60,22 @@ class RayBackend(Backend):
                 raise DisentkitError(f"could not start or join Ray ({'address ' + address if address else 'local'}): "
                                      f"{str(e).splitlines()[0]}") from None
         total = ray.cluster_resources()
+        if gpus_per_run is None:  # auto: share the cluster's GPUs among the runs at a time (Ray hides GPUs
+            gpus = total.get("GPU", 0)  # from tasks that ask for none, so asking for 0 would mean CPU)
+            gpus_per_run = min(1.0, gpus / workers) if gpus and workers else (1.0 if gpus else 0.0)
         cpu_slots = int(total.get("CPU", 1) / max(cpus_per_run, 1e-6)) if cpus_per_run else 10 ** 6
         gpu_slots = int(total.get("GPU", 0) / gpus_per_run) if gpus_per_run else 10 ** 6
         if gpus_per_run and gpu_slots == 0:
             raise DisentkitError(f"--gpus-per-run {gpus_per_run} but the Ray cluster has {total.get('GPU', 0)} GPUs")
         self.slots = max(1, min(cpu_slots, gpu_slots, workers or 10 ** 6))
-        self.threads = threads or max(1, int(cpus_per_run))
+        self.threads = threads        # 0: the config's `threads`, else the task's CPU share
+        self.cpus_per_run = cpus_per_run
         self.task = ray.remote(max_retries=0)(_ray_task).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run)
         self.refs: dict[Any, tuple[str, Path]] = {}
 
     def start(self, spec: RunSpec, folder: Path, parent: Path | None) -> int | None:
-        ref = self.task.remote(spec.to_dict(), str(folder), str(parent) if parent else None, self.threads)
+        threads = int(self.threads or spec.train.get("threads") or max(1, int(self.cpus_per_run)))
+        ref = self.task.remote(spec.to_dict(), str(folder), str(parent) if parent else None, threads)
         self.refs[ref] = (spec.run_id, folder)
         return None
 

@@ -252,10 +252,26 @@ class Progress:
         secs = (in_flight + queued * per) / max(1, self.workers)
         return _duration(secs)
 
+    last_line: float = field(default_factory=time.time)
+
     def line(self, what: str) -> None:
         finished = self.done + self.skipped
         self.printer(f"[{finished}/{self.total} done, {len(self.running)} running, {len(self.failed)} failed, "
                      f"ETA {self.eta()}] {what}")
+        self.last_line = time.time()
+
+
+def last_logged_step(folder: Path) -> int | None:
+    """The last step in a running run's CSV log (Lightning flushes it every 100 steps), if any."""
+    path = folder / "csv" / "metrics.csv"
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, path.stat().st_size - 4096))
+            lines = f.read().decode(errors="ignore").strip().splitlines()
+        header = path.open().readline().strip().split(",")
+        return int(float(lines[-1].split(",")[header.index("step")]))
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _duration(secs: float) -> str:
@@ -299,6 +315,11 @@ class Backend:
         """Stop everything still running (the sweep was interrupted)."""
 
 
+def run_threads(spec: RunSpec, explicit: int, runs_at_once: int) -> int:
+    """Torch threads for a run: --threads if given, else the config's ``threads``, else cores / runs at once."""
+    return int(explicit or spec.train.get("threads") or max(1, (os.cpu_count() or 1) // max(1, runs_at_once)))
+
+
 def _set_parent_death_signal() -> None:
     """Linux: the kernel kills this process when its parent dies (a SIGKILLed sweep leaves no orphans)."""
     if sys.platform.startswith("linux"):
@@ -328,7 +349,7 @@ class LocalBackend(Backend):
 
     def __init__(self, workers: int = 1, threads: int = 0) -> None:
         self.slots = max(1, workers)
-        self.threads = threads or max(1, (os.cpu_count() or 1) // self.slots)
+        self.threads = threads        # 0: the config's `threads`, else cores / workers
         method = "fork" if sys.platform.startswith("linux") else "spawn"
         self.ctx = mp.get_context(method)
         self.procs: dict[str, tuple[Any, Path]] = {}
@@ -336,8 +357,9 @@ class LocalBackend(Backend):
     def start(self, spec: RunSpec, folder: Path, parent: Path | None) -> int | None:
         import disentkit.train  # noqa: F401  (torch and Lightning imported once here: forked runs start at once)
 
+        threads = run_threads(spec, self.threads, self.slots)
         p = self.ctx.Process(target=_child, args=(spec.to_dict(), str(folder), str(parent) if parent else None,
-                                                  self.threads, os.getpid()), daemon=False)
+                                                  threads, os.getpid()), daemon=False)
         p.start()
         self.procs[spec.run_id] = (p, folder)
         return p.pid
@@ -373,7 +395,7 @@ class LocalBackend(Backend):
 
 
 def run_sweep(sweep: Sweep, out: str | Path | None = None, backend: str = "local", workers: int = 1,
-              address: str | None = None, gpus_per_run: float = 0.0, cpus_per_run: float = 1.0,
+              address: str | None = None, gpus_per_run: float | None = None, cpus_per_run: float = 1.0,
               threads: int = 0, printer: Callable[[str], None] = print, source_text: str | None = None,
               ray_init: dict[str, Any] | None = None) -> SweepResult:
     """Run every unfinished run of ``sweep`` (parents before children) and return the tally."""
@@ -397,7 +419,8 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, backend: str = "local
             be.stop()
 
 
-def _schedule(sweep: Sweep, out: Path, be: Backend, printer: Callable[[str], None], t0: float) -> SweepResult:
+def _schedule(sweep: Sweep, out: Path, be: Backend, printer: Callable[[str], None], t0: float,
+              heartbeat: float = 60.0) -> SweepResult:
     specs = {r.run_id: r for r in sweep.runs}
     prog = Progress(len(specs), be.slots, printer)
     pending: list[str] = []
@@ -439,6 +462,12 @@ def _schedule(sweep: Sweep, out: Path, be: Backend, printer: Callable[[str], Non
                 prog.running[rid] = time.time()
                 log_event(out, event="start", run=rid, pid=pid)
                 prog.line(f"started {rid}")
+            if prog.running and time.time() - prog.last_line >= heartbeat:
+                steps = []
+                for rid in prog.running:
+                    step = last_logged_step(run_dir(out, rid))
+                    steps.append(f"{rid} step {step if step is not None else '?'}/{specs[rid].train.get('steps')}")
+                prog.line("running: " + "; ".join(steps))
             for rid, reason in be.wait(timeout=2.0):
                 began = prog.running.pop(rid, time.time())
                 folder = run_dir(out, rid)
