@@ -212,7 +212,10 @@ def test_html_report(sweep_dir, tmp_path):
     # the inline script ran after load and found every image decoded by the browser
     n_images = page.count("<img ")
     assert f'data-ok="{n_images}"' in html and 'data-broken="0"' in html, html[:3000]
-    assert html.count("<tr>") == 5 and "mig" in html and "± " in html
+    results = html[html.index('id="results"'):]
+    results = results[:results.index("</table>")]
+    assert results.count("<tr>") == 5 and "mig" in results and "± " in results    # header + 4 configurations
+    assert html.count('class="pf"') == 4                                          # MIG per factor, per run
     shot = tmp_path / "shot.png"
     res = _chromium(["--window-size=1200,2400", f"--screenshot={shot}", (report_dir / "report.html").as_uri()],
                     tmp_path)

@@ -152,3 +152,20 @@ def test_reference_grids():
     assert len(study.runs) == 6 * 6 * 50
     dip1 = [r for r in study.runs if r.stage == "dip_vae_i"]
     assert all(r.hparams["lambda_d"] == 10 * r.hparams["lambda_od"] for r in dip1)
+
+
+def test_eta_fits_fixed_and_per_step_cost():
+    import time
+
+    from disentkit.sweep.runner import Progress, _fit_cost
+
+    assert _fit_cost([(100, 110.0), (25, 35.0)]) == pytest.approx((10.0, 1.0))
+    assert _fit_cost([(100, 50.0), (100, 70.0)]) == pytest.approx((0.0, 0.6))
+    p = Progress(4, workers=2, printer=lambda s: None, steps={"a": 100, "b": 25, "c": 100, "d": 25})
+    assert p.eta() == "?"
+    p.durations.update(a=110.0, b=35.0)
+    p.finished.update({"a", "b"})
+    p.running["c"] = time.time() - 10          # 100 s left of c, 35 s of d, on 2 workers
+    assert p.eta() in ("1m07s", "1m08s")
+    p.finished.update({"c", "d"})
+    assert p.eta() == "0s"

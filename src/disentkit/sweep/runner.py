@@ -234,23 +234,27 @@ class Progress:
     total: int
     workers: int
     printer: Callable[[str], None] = print
+    steps: dict[str, int] = field(default_factory=dict)        # run id -> training steps
     done: int = 0
     skipped: int = 0
+    finished: set[str] = field(default_factory=set)
     failed: dict[str, str] = field(default_factory=dict)
     running: dict[str, float] = field(default_factory=dict)
-    durations: list[float] = field(default_factory=list)
+    durations: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
 
     def eta(self) -> str:
-        left = self.total - self.done - self.skipped - len(self.failed)
-        if not self.durations or left <= 0:
-            return "?" if left > 0 else "0s"
-        per = sum(self.durations) / len(self.durations)
+        """Remaining time from a fit seconds ≈ a + b·steps over finished runs (fixed cost: start-up, metrics)."""
+        left = [rid for rid in self.steps if rid not in self.finished and rid not in self.failed]
+        if not left:
+            return "0s"
+        if not self.durations:
+            return "?"
+        a, b = _fit_cost([(self.steps[r], sec) for r, sec in self.durations.items()])
         now = time.time()
-        in_flight = sum(max(0.0, per - (now - t)) for t in self.running.values())
-        queued = left - len(self.running)
-        secs = (in_flight + queued * per) / max(1, self.workers)
-        return _duration(secs)
+        work = sum(max(0.0, a + b * self.steps[r] - (now - self.running[r])) if r in self.running
+                   else a + b * self.steps[r] for r in left)
+        return _duration(work / max(1, self.workers))
 
     last_line: float = field(default_factory=time.time)
 
@@ -272,6 +276,18 @@ def last_logged_step(folder: Path) -> int | None:
         return int(float(lines[-1].split(",")[header.index("step")]))
     except (OSError, ValueError, IndexError):
         return None
+
+
+def _fit_cost(points: list[tuple[int, float]]) -> tuple[float, float]:
+    """Least-squares (a, b) of seconds = a + b·steps, both ≥ 0; proportional when all runs have one length."""
+    xs = [float(x) for x, _ in points]
+    ys = [y for _, y in points]
+    if len(set(xs)) < 2:
+        return 0.0, sum(ys) / max(1.0, sum(xs))
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    b = max(0.0, b)
+    return max(0.0, my - b * mx), b
 
 
 def _duration(secs: float) -> str:
@@ -422,11 +438,12 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, backend: str = "local
 def _schedule(sweep: Sweep, out: Path, be: Backend, printer: Callable[[str], None], t0: float,
               heartbeat: float = 60.0) -> SweepResult:
     specs = {r.run_id: r for r in sweep.runs}
-    prog = Progress(len(specs), be.slots, printer)
+    prog = Progress(len(specs), be.slots, printer, steps={r.run_id: int(r.train.get("steps", 1)) for r in sweep.runs})
     pending: list[str] = []
     for r in sweep.runs:
         if is_done(run_dir(out, r.run_id), r):
             prog.skipped += 1
+            prog.finished.add(r.run_id)
         else:
             pending.append(r.run_id)
     finished = {rid for rid in specs if rid not in pending}
@@ -476,7 +493,8 @@ def _schedule(sweep: Sweep, out: Path, be: Backend, printer: Callable[[str], Non
                 if reason is None:
                     prog.done += 1
                     finished.add(rid)
-                    prog.durations.append(time.time() - began)
+                    prog.finished.add(rid)
+                    prog.durations[rid] = time.time() - began
                     prog.line(f"done {rid} ({_duration(time.time() - began)})")
                 else:
                     prog.failed[rid] = reason
