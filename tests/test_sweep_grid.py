@@ -169,3 +169,28 @@ def test_eta_fits_fixed_and_per_step_cost():
     assert p.eta() in ("1m07s", "1m08s")
     p.finished.update({"c", "d"})
     assert p.eta() == "0s"
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["sweep", "/nonexistent.yaml"], "config file not found"),
+    (["sweep", "{cfg}", "--set", "batch_size"], "--set expects KEY=VALUE"),
+    (["sweep", "{cfg}", "--datasets", "nope_data"], "unknown dataset(s) nope_data"),
+    (["aggregate", "/nonexistent_sweep"], "not a sweep folder"),
+    (["report"], "needs --checkpoint RUN"),
+])
+def test_cli_errors_are_one_line(args, needle, tmp_path, capsys):
+    from disentkit.cli import main
+
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("name: s\nmodel: beta_vae\ngrid: {beta: [1, 2]}\n")
+    assert main([a.format(cfg=cfg) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_dry_run_lists_runs(tmp_path, capsys):
+    from disentkit.cli import main
+
+    assert main(["sweep", str(REPO / "configs/sweeps/quick.yaml"), "--steps", "40", "--seeds", "3", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "6 runs" in out and "steps=40" in out and "steps=10" in out and "-s3-" in out
