@@ -190,8 +190,8 @@ def training_curves(rows: list[Row], title: str, path: Path) -> Path | None:
             steps = sorted(set.intersection(*(set(s) for s in series)))
             if not steps:
                 continue
-            ax.plot(steps, [np.mean([s[t] for s in series]) for t in steps], label=f"{_label(r, varying)} "
-                    f"{r.spec.dataset}")
+            ax.plot(steps, [np.mean([s[t] for s in series]) for t in steps], marker="o" if len(steps) <= 8 else None,
+                    label=f"{_label(r, varying)} {r.spec.dataset}")
             drawn = True
     if not drawn:
         plt.close(fig)
