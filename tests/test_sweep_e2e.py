@@ -228,8 +228,8 @@ def test_same_sweep_on_ray_gives_the_same_numbers(sweep_dir, tmp_path):
     from disentkit.sweep import run_sweep
 
     sweep = load_sweep(sweep_dir / "sweep.yaml")
-    res = run_sweep(sweep, tmp_path / "ray", backend="ray", workers=2, threads=1, printer=lambda s: None,
-                    ray_init={"num_cpus": 2})
+    res = run_sweep(sweep, tmp_path / "ray", backend="ray", workers=1, threads=1, printer=lambda s: None,
+                    ray_init={"num_cpus": 1})
     assert res.ok and res.done == 8
     _, specs = load_sweep_dir(sweep_dir)
     for s in specs:   # same ids, and on CPU the same seed gives the same weights, hence the same MIG
