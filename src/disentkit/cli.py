@@ -176,8 +176,10 @@ def _add_sweep_parsers(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="setting applied to every run, e.g. --set batch_size=32 (repeatable)")
     p.add_argument("--backend", default="local", choices=["local", "ray"], help="where runs execute")
-    p.add_argument("--workers", type=int, default=1, help="runs at a time (local: processes; ray: at most N)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads per run (0: cores / workers)")
+    p.add_argument("--workers", type=int, help="runs at a time (local: processes, default 1; ray: at most N, "
+                                                 "default: as many as the cluster's resources allow)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads per run (0: the config's `threads`, else cores / workers)")
     p.add_argument("--address", help="ray: join this cluster (e.g. HEAD:6379 or auto) instead of a local instance")
     p.add_argument("--gpus-per-run", type=float, help="ray: GPU share per run (0.25: four per GPU; default: the "
                                                       "cluster's GPUs shared by --workers runs; 0: CPU only)")
@@ -212,7 +214,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(f"{r.run_id:<60} steps={r.train.get('steps')} {'<- ' + r.parent if r.parent else ''}")
         print(f"{len(sweep.runs)} runs (config hash {sweep.config_hash[:8]})")
         return 0
-    res = run_sweep(sweep, args.out, backend=args.backend, workers=args.workers, address=args.address,
+    workers = args.workers if args.workers is not None else (1 if args.backend == "local" else 0)
+    res = run_sweep(sweep, args.out, backend=args.backend, workers=workers, address=args.address,
                     gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run, threads=args.threads,
                     printer=lambda s: print(s, flush=True), source_text=Path(args.config).read_text())
     from .sweep.aggregate import aggregate
