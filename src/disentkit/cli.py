@@ -120,8 +120,19 @@ def format_table(record: dict) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from .sweep.runner import is_sweep_dir
     from .viz import write_report
 
+    sweep = args.sweep or (args.checkpoint if args.checkpoint and is_sweep_dir(args.checkpoint) else None)
+    if sweep:
+        from .sweep.html import write_sweep_report
+
+        path = write_sweep_report(sweep, args.out, steps=args.steps, limit=args.limit, seed=args.seed,
+                                  per_run=args.per_run)
+        print(f"wrote {path} (one self-contained page: table, plots, reconstructions and traversals)")
+        return 0
+    if not args.checkpoint:
+        raise DisentkitError("`disentkit report` needs --checkpoint RUN (a run folder) or --sweep DIR (a sweep folder)")
     path = write_report(args.checkpoint, args.out, args.dataset, steps=args.steps, limit=args.limit, seed=args.seed)
     print(f"wrote {path} (reconstructions.png, traversals.png, traversals.gif beside it)")
     return 0
@@ -152,6 +163,77 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_sweep_parsers(sub) -> None:
+    p = sub.add_parser("sweep", help="run a grid of trainings (models × hyperparameters × seeds × datasets)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Run every run of a sweep config; killed and started again, it skips finished "
+                                   "runs and reruns the others. See configs/sweeps/.")
+    p.add_argument("config", help="sweep YAML (e.g. configs/sweeps/quick.yaml)")
+    p.add_argument("--steps", type=int, help="scale every stage so the config's default steps become N")
+    p.add_argument("--seeds", help="comma-separated seeds replacing the config's (e.g. 0,1,2)")
+    p.add_argument("--datasets", help="comma-separated datasets replacing the config's (e.g. dsprites,mpi3d_real)")
+    p.add_argument("--metrics", help="comma-separated metrics replacing the config's (e.g. mig)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="setting applied to every run, e.g. --set batch_size=32 (repeatable)")
+    p.add_argument("--backend", default="local", choices=["local", "ray"], help="where runs execute")
+    p.add_argument("--workers", type=int, help="runs at a time (local: processes, default 1; ray: at most N, "
+                                                 "default: as many as the cluster's resources allow)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads per run (0: the config's `threads`, else cores / workers)")
+    p.add_argument("--address", help="ray: join this cluster (e.g. HEAD:6379 or auto) instead of a local instance")
+    p.add_argument("--gpus-per-run", type=float, help="ray: GPU share per run (0.25: four per GPU; default: the "
+                                                      "cluster's GPUs shared by --workers runs; 0: CPU only)")
+    p.add_argument("--cpus-per-run", type=float, default=1.0, help="ray: CPUs reserved per run")
+    p.add_argument("--out", help="sweep folder (default: runs/sweeps/NAME-CONFIGHASH)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("aggregate", help="results table (CSV and Markdown, mean ± std over seeds) of a sweep")
+    p.add_argument("sweep_dir", help="a sweep folder written by `disentkit sweep`")
+    p.set_defaults(func=cmd_aggregate)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import load_sweep, run_sweep
+    from .sweep.grid import _number, validate_runs
+
+    overrides = {}
+    for item in args.set:
+        if "=" not in item:
+            raise DisentkitError(f"--set expects KEY=VALUE, got '{item}'")
+        k, v = item.split("=", 1)
+        overrides[k.strip().replace("-", "_")] = _number(v.strip())
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    datasets = [d.strip() for d in args.datasets.split(",")] if args.datasets else None
+    metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
+    sweep = load_sweep(args.config, steps=args.steps, seeds=seeds, datasets=datasets, overrides=overrides,
+                       metrics=metrics)
+    if args.dry_run:
+        validate_runs(sweep.runs)
+        for r in sweep.runs:
+            print(f"{r.run_id:<60} steps={r.train.get('steps')} {'<- ' + r.parent if r.parent else ''}")
+        print(f"{len(sweep.runs)} runs (config hash {sweep.config_hash[:8]})")
+        return 0
+    workers = args.workers if args.workers is not None else (1 if args.backend == "local" else 0)
+    res = run_sweep(sweep, args.out, backend=args.backend, workers=workers, address=args.address,
+                    gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run, threads=args.threads,
+                    printer=lambda s: print(s, flush=True), source_text=Path(args.config).read_text())
+    from .sweep.aggregate import aggregate
+
+    paths = aggregate(res.out)
+    print(f"results: {paths['markdown']} (report: disentkit report --sweep {res.out})")
+    return 0 if res.ok else 1
+
+
+def cmd_aggregate(args: argparse.Namespace) -> int:
+    from .sweep.aggregate import aggregate
+
+    paths = aggregate(args.sweep_dir)
+    print(paths["markdown"].read_text())
+    print(f"wrote {paths['csv']}, {paths['runs_csv']} and {paths['markdown']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="disentkit",
                                      description="Train, evaluate and compare disentangled representation learners.")
@@ -173,13 +255,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="reconstructions, latent traversals (PNG and GIF) and an HTML page",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="a run folder or a .safetensors checkpoint")
-    p.add_argument("--out", help="folder for the report (default: the checkpoint's folder)")
+    p.add_argument("--checkpoint", help="a run folder or a .safetensors checkpoint (or a sweep folder)")
+    p.add_argument("--sweep", help="a sweep folder: write its HTML report (table, plots, every run's pictures)")
+    p.add_argument("--per-run", default="first-seed", choices=["first-seed", "all", "none"],
+                   help="with --sweep: which runs get reconstructions and traversal GIFs in the page")
+    p.add_argument("--out", help="folder for the report (default: the checkpoint's or sweep's folder)")
     p.add_argument("--dataset", help="dataset to draw images from (default: the training dataset)")
     p.add_argument("--steps", type=int, default=10, help="traversal steps per latent")
     p.add_argument("--limit", type=float, default=2.0, help="traverse each latent over ±limit")
     p.add_argument("--seed", type=int, default=0, help="seed for the images shown")
     p.set_defaults(func=cmd_report)
+
+    _add_sweep_parsers(sub)
 
     p = sub.add_parser("datasets", help="list datasets or show one")
     p.add_argument("action", choices=["list", "info"], help="list: every dataset; info NAME: factors and sizes")

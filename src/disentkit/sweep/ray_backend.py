@@ -1,0 +1,106 @@
+"""The Ray backend (``disentkit sweep --backend ray``): the same runs as Ray tasks.
+
+By default it starts a private local Ray instance; ``--address`` joins an existing cluster
+(``ray start --head`` on one machine, ``ray start --address=HEAD:6379`` on the others), whose nodes
+must have disentkit installed and see the sweep folder at the same path (a shared filesystem).
+``--gpus-per-run 0.25`` lets four runs share one GPU (default: the cluster's GPUs divided among
+``--workers`` runs, or one GPU per run; 0 trains on CPU); ``--cpus-per-run`` sets each task's CPU share.
+
+Ray is an optional extra: ``pip install 'disentkit[ray]'``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import DisentkitError
+from .grid import RunSpec
+from .runner import Backend, execute_run, failure_reason, write_error
+
+
+def _ray_task(spec_dict: dict, folder: str, parent: str | None, threads: int) -> str | None:
+    """Runs inside a Ray worker process: None on success, else the failure reason."""
+    spec = RunSpec.from_dict(spec_dict)
+    try:
+        execute_run(spec, Path(folder), Path(parent) if parent else None, threads=threads)
+        return None
+    except BaseException as e:  # noqa: BLE001 - a failed run is reported, never raised into Ray
+        write_error(Path(folder), e)
+        return failure_reason(Path(folder), f"{type(e).__name__}: {e}")
+
+
+class RayBackend(Backend):
+    """Submits each run as a Ray task with ``num_cpus``/``num_gpus`` resources (fractions allowed)."""
+
+    def __init__(self, address: str | None = None, workers: int = 0, gpus_per_run: float | None = None,
+                 cpus_per_run: float = 1.0, threads: int = 0, init_kwargs: dict[str, Any] | None = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise DisentkitError("--backend ray needs Ray: pip install 'disentkit[ray]' (or pip install ray)") from None
+        self.ray = ray
+        self.owns = not ray.is_initialized()
+        if self.owns:
+            kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                                          configure_logging=True)
+            src = str(Path(__file__).resolve().parents[2])
+            env = {"PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH", "")) if p)}
+            kwargs["runtime_env"] = {"env_vars": env}
+            if address:
+                kwargs["address"] = address
+            elif workers:
+                kwargs["num_cpus"] = int(workers * cpus_per_run + 0.999)
+            kwargs.update(init_kwargs or {})
+            try:
+                ray.init(**kwargs)
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                raise DisentkitError(f"could not start or join Ray ({'address ' + address if address else 'local'}): "
+                                     f"{str(e).splitlines()[0]}") from None
+        total = ray.cluster_resources()
+        if gpus_per_run is None:  # auto: share the cluster's GPUs among the runs at a time (Ray hides GPUs
+            gpus = total.get("GPU", 0)  # from tasks that ask for none, so asking for 0 would mean CPU)
+            gpus_per_run = min(1.0, gpus / workers) if gpus and workers else (1.0 if gpus else 0.0)
+        cpu_slots = int(total.get("CPU", 1) / max(cpus_per_run, 1e-6)) if cpus_per_run else 10 ** 6
+        gpu_slots = int(total.get("GPU", 0) / gpus_per_run) if gpus_per_run else 10 ** 6
+        if gpus_per_run and gpu_slots == 0:
+            raise DisentkitError(f"--gpus-per-run {gpus_per_run} but the Ray cluster has {total.get('GPU', 0)} GPUs")
+        self.slots = max(1, min(cpu_slots, gpu_slots, workers or 10 ** 6))
+        self.threads = threads        # 0: the config's `threads`, else the task's CPU share
+        self.cpus_per_run = cpus_per_run
+        self.task = ray.remote(max_retries=0)(_ray_task).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run)
+        self.refs: dict[Any, tuple[str, Path]] = {}
+
+    def start(self, spec: RunSpec, folder: Path, parent: Path | None) -> int | None:
+        threads = int(self.threads or spec.train.get("threads") or max(1, int(self.cpus_per_run)))
+        ref = self.task.remote(spec.to_dict(), str(folder), str(parent) if parent else None, threads)
+        self.refs[ref] = (spec.run_id, folder)
+        return None
+
+    def wait(self, timeout: float) -> list[tuple[str, str | None]]:
+        if not self.refs:
+            return []
+        ready, _ = self.ray.wait(list(self.refs), num_returns=1, timeout=timeout)
+        if ready:  # collect every other finished task too
+            more, _ = self.ray.wait(list(self.refs), num_returns=len(self.refs), timeout=0)
+            ready = list(dict.fromkeys(ready + more))
+        out = []
+        for ref in ready:
+            rid, folder = self.refs.pop(ref)
+            try:
+                out.append((rid, self.ray.get(ref)))
+            except self.ray.exceptions.RayError as e:  # the worker process died (OOM, segfault, ...)
+                out.append((rid, failure_reason(folder, f"Ray task failed: {str(e).splitlines()[0]}")))
+        return out
+
+    def stop(self) -> None:
+        for ref in list(self.refs):
+            try:
+                self.ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001 - best effort on shutdown
+                pass
+        self.refs.clear()
+        if self.owns:
+            self.ray.shutdown()
