@@ -108,14 +108,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def format_table(record: dict) -> str:
     """Headline value of each metric (and of the untrained baseline, when computed)."""
-    lines = [f"{'metric':<12}{'value':>10}" + (f"{'untrained':>12}" if "untrained" in record else "")]
+    lines = [f"{'metric':<28}{'value':>10}" + (f"{'untrained':>12}" if "untrained" in record else "")]
     for name, res in record["results"].items():
-        line = f"{name:<12}{res[name]:>10.4f}"
+        line = f"{name:<28}{res[name]:>10.4f}"
         if name in record.get("untrained", {}):
             line += f"{record['untrained'][name][name]:>12.4f}"
         lines.append(line)
+        for key, v in res.items():  # the metric's other scalar values (train/test accuracy, ...)
+            if key not in (name, "params") and isinstance(v, float):
+                base = record.get("untrained", {}).get(name, {}).get(key)
+                lines.append(f"  {key:<26}{v:>10.4f}" + (f"{base:>12.4f}" if isinstance(base, float) else ""))
         for factor, v in (res.get(f"{name}_per_factor") or {}).items():
-            lines.append(f"  {factor:<10}{v:>10.4f}")
+            lines.append(f"  {factor:<26}{v:>10.4f}")
     return "\n".join(lines)
 
 
