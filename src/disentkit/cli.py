@@ -33,6 +33,8 @@ TRAIN_FLAGS: list[tuple[str, type, str]] = [
     ("device", str, "auto, cpu, cuda or cuda:N"),
     ("threads", int, "CPU threads for torch (0 = one per core)"),
     ("init-from", str, "start from this checkpoint's weights (e.g. λβ-VAE from a β-VAE run)"),
+    ("eval-every", int, "compute --eval-metrics every N steps and log them (0 = off)"),
+    ("eval-metrics", str, "metrics computed during training with --eval-every, e.g. mig,irs"),
 ]
 
 
@@ -84,7 +86,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ck = load_checkpoint(args.checkpoint, device=args.device)
     dataset = get_dataset(args.dataset or ck.config["dataset"])
     encode = representation_function(ck.vae, args.representation, seed=args.seed)
-    results = evaluate(encode, dataset, names, seed=args.seed)
+    params = parse_sets(args.set or [])
+    results = evaluate(encode, dataset, names, seed=args.seed, params=params)
     out = Path(args.out) if args.out else ck.path.parent / "metrics.json"
     record: dict[str, Any] = json.loads(out.read_text()) if out.is_file() else {}
     record.update(checkpoint=str(ck.path), model=ck.config["model"], dataset=dataset.name, seed=args.seed,
@@ -98,12 +101,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         torch.manual_seed(ck.config["seed"])  # the same initialisation the run started from
         fresh = build_vae(ck.config).to(args.device).eval()
         record.setdefault("untrained", {}).update(
-            evaluate(representation_function(fresh, args.representation, args.seed), dataset, names, args.seed))
+            evaluate(representation_function(fresh, args.representation, args.seed), dataset, names, args.seed,
+                     params))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1))
     print(format_table(record))
     print(f"wrote {out}")
     return 0
+
+
+def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["dci.num_train=2000", ...]`` -> ``{"dci": {"num_train": 2000}}`` (values read as YAML scalars)."""
+    import yaml
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        metric, dot, param = key.partition(".")
+        if not (eq and dot and metric and param):
+            raise DisentkitError(f"--set expects METRIC.PARAM=VALUE (e.g. dci.num_train=2000), got '{item}'")
+        out.setdefault(metric.strip(), {})[param.strip()] = yaml.safe_load(value)
+    return out
 
 
 def format_table(record: dict) -> str:
@@ -173,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", action="store_true", help="also score the same model untrained (its initial weights)")
     p.add_argument("--device", default="cpu", help="device to encode on")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = one per core)")
+    p.add_argument("--set", action="append", metavar="METRIC.PARAM=VALUE",
+                   help="override a metric parameter (repeatable), e.g. --set dci.num_train=2000 "
+                        "(the defaults are disentanglement_lib's; see docs/metrics.md)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("report", help="reconstructions, latent traversals (PNG and GIF) and an HTML page",
