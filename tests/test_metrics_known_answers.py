@@ -258,3 +258,11 @@ def test_no_nan_with_constant_latents(fn, kw, encoder, three):
     res = fn(encoder, three, seed=0, **kw)
     values = [v for v in res.values() if isinstance(v, float)]
     assert values and not any(math.isnan(v) for v in values)
+
+
+def test_dci_lightgbm_backend_is_labelled_not_comparable(three):
+    pytest.importorskip("lightgbm")
+    res = dci(identity, three, num_train=300, num_test=300, n_jobs=1, backend="lightgbm")
+    assert res["disentanglement"] > 0.95 and res["completeness"] > 0.95
+    assert res["comparable_to_dlib"] is False
+    assert dci(identity, three, num_train=100, num_test=100, n_jobs=1, n_estimators=5)["comparable_to_dlib"] is False
