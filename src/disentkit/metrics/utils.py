@@ -207,7 +207,7 @@ class MetricSpec:
     score: Callable[..., dict]
     defaults: dict[str, Any]
     paper: str = ""
-    #: parameters that change the value (recorded in ``params``); others (n_jobs) do not
+    #: parameters that only change how it runs (n_jobs), left out of the recorded ``params``
     runtime_params: tuple[str, ...] = field(default=())
 
 
