@@ -33,6 +33,8 @@ TRAIN_FLAGS: list[tuple[str, type, str]] = [
     ("device", str, "auto, cpu, cuda or cuda:N"),
     ("threads", int, "CPU threads for torch (0 = one per core)"),
     ("init-from", str, "start from this checkpoint's weights (e.g. λβ-VAE from a β-VAE run)"),
+    ("eval-every", int, "compute --eval-metrics every N steps and log them (0 = off)"),
+    ("eval-metrics", str, "metrics computed during training with --eval-every, e.g. mig,irs"),
 ]
 
 
@@ -84,7 +86,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ck = load_checkpoint(args.checkpoint, device=args.device)
     dataset = get_dataset(args.dataset or ck.config["dataset"])
     encode = representation_function(ck.vae, args.representation, seed=args.seed)
-    results = evaluate(encode, dataset, names, seed=args.seed)
+    params = parse_sets(args.set or [])
+    results = evaluate(encode, dataset, names, seed=args.seed, params=params)
     out = Path(args.out) if args.out else ck.path.parent / "metrics.json"
     record: dict[str, Any] = json.loads(out.read_text()) if out.is_file() else {}
     record.update(checkpoint=str(ck.path), model=ck.config["model"], dataset=dataset.name, seed=args.seed,
@@ -98,7 +101,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         torch.manual_seed(ck.config["seed"])  # the same initialisation the run started from
         fresh = build_vae(ck.config).to(args.device).eval()
         record.setdefault("untrained", {}).update(
-            evaluate(representation_function(fresh, args.representation, args.seed), dataset, names, args.seed))
+            evaluate(representation_function(fresh, args.representation, args.seed), dataset, names, args.seed,
+                     params))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1))
     print(format_table(record))
@@ -106,16 +110,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["dci.num_train=2000", ...]`` -> ``{"dci": {"num_train": 2000}}`` (values read as YAML scalars)."""
+    import yaml
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        metric, dot, param = key.partition(".")
+        if not (eq and dot and metric and param):
+            raise DisentkitError(f"--set expects METRIC.PARAM=VALUE (e.g. dci.num_train=2000), got '{item}'")
+        out.setdefault(metric.strip(), {})[param.strip()] = yaml.safe_load(value)
+    return out
+
+
 def format_table(record: dict) -> str:
     """Headline value of each metric (and of the untrained baseline, when computed)."""
-    lines = [f"{'metric':<12}{'value':>10}" + (f"{'untrained':>12}" if "untrained" in record else "")]
+    lines = [f"{'metric':<28}{'value':>10}" + (f"{'untrained':>12}" if "untrained" in record else "")]
     for name, res in record["results"].items():
-        line = f"{name:<12}{res[name]:>10.4f}"
+        line = f"{name:<28}{res[name]:>10.4f}"
         if name in record.get("untrained", {}):
             line += f"{record['untrained'][name][name]:>12.4f}"
         lines.append(line)
+        for key, v in res.items():  # the metric's other scalar values (train/test accuracy, ...)
+            if key not in (name, "params") and isinstance(v, float):
+                base = record.get("untrained", {}).get(name, {}).get(key)
+                lines.append(f"  {key:<26}{v:>10.4f}" + (f"{base:>12.4f}" if isinstance(base, float) else ""))
         for factor, v in (res.get(f"{name}_per_factor") or {}).items():
-            lines.append(f"  {factor:<10}{v:>10.4f}")
+            lines.append(f"  {factor:<26}{v:>10.4f}")
     return "\n".join(lines)
 
 
@@ -251,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", action="store_true", help="also score the same model untrained (its initial weights)")
     p.add_argument("--device", default="cpu", help="device to encode on")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = one per core)")
+    p.add_argument("--set", action="append", metavar="METRIC.PARAM=VALUE",
+                   help="override a metric parameter (repeatable), e.g. --set dci.num_train=2000 "
+                        "(the defaults are disentanglement_lib's; see docs/metrics.md)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("report", help="reconstructions, latent traversals (PNG and GIF) and an HTML page",

@@ -1,18 +1,44 @@
 """Disentanglement metrics: one file per metric, all on the interface in :mod:`.utils`.
 
-Each registered metric is ``fn(encode_fn, dataset, seed=0, **defaults) -> dict`` whose dict holds
-the headline value under the metric's own name plus any detail (per-factor values, parameters).
+Each registered metric is ``fn(encode_fn, dataset, seed=0, **params) -> dict`` whose dict holds
+the headline value under the metric's own name plus detail and ``params`` (the values used). Any
+function mapping an image batch (N, C, H, W) to codes (N, D) is an encoder, so models trained
+elsewhere can be scored: ``disentkit.metrics.mig(my_encode, get_dataset("dsprites_procedural"))``.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from ..errors import DisentkitError
+from . import beta_vae_score as _beta_vae_score
+from . import dci as _dci
+from . import factor_vae_score as _factor_vae_score
+from . import im as _im
+from . import irs as _irs
+from . import mig as _mig
+from . import modularity as _modularity
+from . import sap as _sap
+from . import unsupervised as _unsupervised
+from .beta_vae_score import beta_vae_score
+from .dci import completeness, dci, dci_from_codes, disentanglement
+from .factor_vae_score import factor_vae_from_codes, factor_vae_score
+from .im import im, im_from_codes, im_from_mi
+from .irs import irs, irs_from_codes
 from .mig import mig, mig_from_codes
-from .utils import EncodeFn, generate_batch_factor_code, representation_function
+from .modularity import modularity, modularity_from_codes, modularity_from_mi
+from .sap import sap, sap_from_codes
+from .unsupervised import unsupervised, unsupervised_from_codes
+from .utils import (CodeSource, EncodeFn, MetricSpec, generate_batch_factor_code, representation_function,
+                    run_metrics)
 
-METRICS: dict[str, Callable[..., dict]] = {"mig": mig}
+_MODULES = (_mig, _im, _sap, _dci, _factor_vae_score, _beta_vae_score, _modularity, _irs, _unsupervised)
+#: name -> the metric's specification (sampler, scorer, defaults, paper)
+SPECS: dict[str, MetricSpec] = {m.SPEC.name: m.SPEC for m in _MODULES}
+METRICS: dict[str, Callable[..., dict]] = {
+    "mig": mig, "im": im, "sap": sap, "dci": dci, "factor_vae_score": factor_vae_score,
+    "beta_vae_score": beta_vae_score, "modularity": modularity, "irs": irs, "unsupervised": unsupervised,
+}
 
 
 def resolve_metrics(spec: str | list[str]) -> list[str]:
@@ -25,10 +51,22 @@ def resolve_metrics(spec: str | list[str]) -> list[str]:
     return names
 
 
-def evaluate(encode_fn: EncodeFn, dataset, metrics: str | list[str] = "mig", seed: int = 0) -> dict[str, dict]:
-    """Run the named metrics with their default settings; returns {metric: result dict}."""
-    return {name: METRICS[name](encode_fn, dataset, seed=seed) for name in resolve_metrics(metrics)}
+def evaluate(encode_fn: EncodeFn, dataset, metrics: str | list[str] = "mig", seed: int = 0,
+             params: dict[str, dict[str, Any]] | None = None) -> dict[str, dict]:
+    """Run the named metrics; returns {metric: result dict}.
+
+    Each metric draws exactly the sample it would draw alone (``default_rng(seed)``), but the images
+    of all of them are encoded together, each distinct image once (deterministic encoders), so the
+    values equal separate calls while shared images (MIG, I_m, SAP, DCI ... all start with the same
+    10,000 draws) are not re-encoded. ``params`` overrides defaults per metric, e.g.
+    ``{"dci": {"num_train": 2000}}``.
+    """
+    names = resolve_metrics(metrics)
+    return run_metrics([SPECS[n] for n in names], encode_fn, dataset, seed, params)
 
 
-__all__ = ["METRICS", "EncodeFn", "evaluate", "generate_batch_factor_code", "mig", "mig_from_codes",
-           "representation_function", "resolve_metrics"]
+__all__ = ["CodeSource", "METRICS", "SPECS", "EncodeFn", "beta_vae_score", "completeness", "dci", "dci_from_codes",
+           "disentanglement", "evaluate", "factor_vae_from_codes", "factor_vae_score", "generate_batch_factor_code",
+           "im", "im_from_codes", "im_from_mi", "irs", "irs_from_codes", "mig", "mig_from_codes", "modularity",
+           "modularity_from_codes", "modularity_from_mi", "representation_function", "resolve_metrics", "sap",
+           "sap_from_codes", "unsupervised", "unsupervised_from_codes"]

@@ -7,7 +7,9 @@ draw comes from an explicit ``np.random.Generator`` made from the metric's seed.
 
 from __future__ import annotations
 
-from typing import Callable
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -19,20 +21,34 @@ EncodeFn = Callable[[torch.Tensor], "torch.Tensor | np.ndarray"]
 
 
 def representation_function(vae: torch.nn.Module, representation: str = "mean", seed: int = 0) -> EncodeFn:
-    """Encode with a trained VAE: the posterior mean (dlib's default) or one posterior sample."""
+    """Encode with a trained VAE: the posterior mean (dlib's default) or one posterior sample.
+
+    For speed the encoder is copied once into channels_last memory layout and run under
+    ``torch.inference_mode`` (the caller's model is left untouched). The mean representation is
+    marked ``deterministic`` so metrics may encode each distinct image only once.
+    """
     if representation not in ("mean", "sampled"):
         raise DisentkitError(f"--representation must be 'mean' or 'sampled', got '{representation}'")
     device = next(vae.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
+    encoder = copy.deepcopy(vae.encoder).eval()
+    if device.type == "cpu":
+        encoder = encoder.to(memory_format=torch.channels_last)
+    for p in encoder.parameters():
+        p.requires_grad_(False)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def encode(x: torch.Tensor) -> torch.Tensor:
-        mu, logvar = vae.encoder(x.to(device))
+        x = x.to(device)
+        if device.type == "cpu" and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        mu, logvar = encoder(x)
         if representation == "mean":
             return mu
         return mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=gen, device=device)
 
     encode.device = device  # type: ignore[attr-defined]
+    encode.deterministic = representation == "mean"  # type: ignore[attr-defined]
     return encode
 
 
@@ -88,6 +104,8 @@ def mutual_info(a: np.ndarray, b: np.ndarray) -> float:
     """I(a; b) in nats of two discrete label vectors; equals ``sklearn.metrics.mutual_info_score``."""
     a, ka = _relabel(a)
     b, kb = _relabel(b)
+    if ka == 1 or kb == 1:  # a constant carries no information (exactly 0, as sklearn returns)
+        return 0.0
     n = len(a)
     joint = np.bincount(a * kb + b, minlength=ka * kb).reshape(ka, kb).astype(np.float64)
     pa, pb = joint.sum(1), joint.sum(0)
@@ -112,3 +130,167 @@ def discrete_entropy(factors: np.ndarray) -> np.ndarray:
         p = counts / counts.sum()
         out.append(float(-(p * np.log(p)).sum()))
     return np.array(out)
+
+
+# --------------------------------------------------------------------------- shared sampling/encoding
+class CodeSource:
+    """Codes of factor-class arrays, encoding each *distinct* image at most once.
+
+    Metrics first draw every factor array they need (any leading shape, last axis = factors), then
+    ask for their codes. When the encoder is deterministic (the mean representation, or a plain
+    function: ``encode_fn.deterministic`` defaults to True) the union of image indices is encoded
+    once, in index order and in large batches, and codes are gathered per draw: FactorVAE/BetaVAE
+    scores draw ~1-2 M images from dSprites' 737,280, so most draws repeat. A stochastic encoder
+    (``deterministic = False``, the sampled representation) is called on every draw instead.
+    """
+
+    def __init__(self, encode_fn: EncodeFn, dataset: FactorDataset, batch_size: int = 4096,
+                 dedupe: bool | None = None) -> None:
+        if not dataset.has_factors:
+            raise DisentkitError(f"dataset '{dataset.name}' has no ground-truth factors; "
+                                 "disentanglement metrics need a dataset with factors (e.g. dsprites_procedural)")
+        self.encode_fn, self.dataset, self.batch_size = encode_fn, dataset, batch_size
+        self.dedupe = bool(getattr(encode_fn, "deterministic", True)) if dedupe is None else dedupe
+        self.device = getattr(encode_fn, "device", "cpu")
+        self._index = np.empty(0, dtype=np.int64)
+        self._codes: np.ndarray | None = None
+        self.num_encoded = 0  # images passed through the encoder (for benchmarks)
+
+    def _flat_index(self, factors: np.ndarray) -> np.ndarray:
+        return np.asarray(self.dataset.factors_to_index(factors.reshape(-1, self.dataset.num_factors)))
+
+    def encode_index(self, index: np.ndarray) -> np.ndarray:
+        """Codes (N, D) float64 of flat image indices, gathered and encoded in chunks."""
+        out = []
+        for i in range(0, len(index), self.batch_size):
+            idx = torch.as_tensor(index[i:i + self.batch_size], device=self.device)
+            out.append(_to_numpy(self.encode_fn(self.dataset.images_at(idx))).reshape(len(idx), -1))
+        self.num_encoded += len(index)
+        if not out:
+            raise DisentkitError("a metric asked for the codes of zero images; use num_train > 0")
+        return np.concatenate(out, 0).astype(np.float64)
+
+    def prefetch(self, factor_arrays: list[np.ndarray]) -> None:
+        """Encode every distinct image of these factor arrays not encoded yet (dedupe mode only)."""
+        if not self.dedupe or not factor_arrays:
+            return
+        wanted = np.unique(np.concatenate([self._flat_index(f) for f in factor_arrays]))
+        new = np.setdiff1d(wanted, self._index, assume_unique=True)
+        if len(new) == 0:
+            return
+        codes = self.encode_index(new)
+        if self._codes is None:
+            self._index, self._codes = new, codes
+        else:
+            index = np.concatenate([self._index, new])
+            order = np.argsort(index, kind="stable")
+            self._index, self._codes = index[order], np.concatenate([self._codes, codes])[order]
+
+    def codes(self, factors: np.ndarray) -> np.ndarray:
+        """Codes of factor classes ``(..., F)`` -> ``(..., D)``."""
+        flat = self._flat_index(factors)
+        if self.dedupe:
+            self.prefetch([factors])
+            out = self._codes[np.searchsorted(self._index, flat)]  # type: ignore[index]
+        else:
+            out = self.encode_index(flat)
+        return out.reshape(factors.shape[:-1] + (out.shape[-1],))
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric: ``sample(dataset, rng, **params)`` draws all factor arrays it needs (no encoding);
+    ``score(codes, factors, dataset=, seed=, **params)`` computes the result from their codes."""
+
+    name: str
+    sample: Callable[..., dict[str, np.ndarray]]
+    score: Callable[..., dict]
+    defaults: dict[str, Any]
+    paper: str = ""
+    #: parameters that only change how it runs (n_jobs), left out of the recorded ``params``
+    runtime_params: tuple[str, ...] = field(default=())
+
+
+def check_params(spec: MetricSpec, params: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(params) - set(spec.defaults))
+    if unknown:
+        raise DisentkitError(f"metric '{spec.name}' has no parameter(s) {', '.join(unknown)}; "
+                             f"it takes: {', '.join(spec.defaults)}")
+    merged = {**spec.defaults, **params}
+    for k, v in merged.items():
+        if (k.startswith("num_") or k == "batch_size") and (not isinstance(v, (int, np.integer)) or v < 2):
+            raise DisentkitError(f"metric '{spec.name}': {k} must be an integer ≥ 2, got {v!r}")
+    return merged
+
+
+def run_metrics(specs: list[MetricSpec], encode_fn: EncodeFn, dataset: FactorDataset, seed: int = 0,
+                params: dict[str, dict[str, Any]] | None = None, source: CodeSource | None = None,
+                ) -> dict[str, dict]:
+    """Run metrics sharing one :class:`CodeSource`: every metric draws its own published sample from
+    ``default_rng(seed)``; the union of images is encoded once; then each is scored."""
+    params = params or {}
+    source = source or CodeSource(encode_fn, dataset)
+    merged = {s.name: check_params(s, params.get(s.name, {})) for s in specs}
+    draws = {s.name: s.sample(dataset, np.random.default_rng(seed), **merged[s.name]) for s in specs}
+    # keys starting with "_" are side data of a draw (e.g. each group's fixed factor), not images
+    source.prefetch([f for d in draws.values() for k, f in d.items() if not k.startswith("_")])
+    results = {}
+    for s in specs:
+        codes = {k: source.codes(f) for k, f in draws[s.name].items() if not k.startswith("_")}
+        out = s.score(codes, draws[s.name], dataset=dataset, seed=seed, **merged[s.name])
+        out["params"] = {**{k: v for k, v in merged[s.name].items() if k not in s.runtime_params}, "seed": seed}
+        results[s.name] = out
+    return results
+
+
+def run_metric(spec: MetricSpec, encode_fn: EncodeFn, dataset: FactorDataset, seed: int = 0, **params) -> dict:
+    """One metric on one encoder; same seed, same value."""
+    return run_metrics([spec], encode_fn, dataset, seed, {spec.name: params})[spec.name]
+
+
+def sample_grouped(dataset: FactorDataset, rng: np.random.Generator, num_groups: int, group_size: int,
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """``num_groups`` groups of ``group_size`` factor vectors sharing one random factor per group.
+
+    Returns (fixed factor index per group (G,), factor classes (G, B, F)) — the FactorVAE-score
+    sampling (dlib ``_generate_training_sample``) for all groups at once: factors drawn uniformly,
+    then the chosen factor of every member set to the group's first member's value.
+    """
+    fixed = rng.integers(0, dataset.num_factors, size=num_groups)
+    factors = dataset.sample_factors(num_groups * group_size, rng).reshape(num_groups, group_size, -1)
+    g = np.arange(num_groups)
+    factors[g[:, None], np.arange(group_size)[None, :], fixed[:, None]] = factors[g, 0, fixed][:, None]
+    return fixed, factors
+
+
+def normalize_data(data: np.ndarray, mean: np.ndarray | None = None, std: np.ndarray | None = None,
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-latent standardization (dlib ``normalize_data``); a constant latent gets std 1, not NaN."""
+    mean = data.mean(0) if mean is None else mean
+    std = data.std(0) if std is None else std
+    std = np.where(std > 0, std, 1.0)
+    return (data - mean) / std, mean, std
+
+
+def top_two_gaps(matrix: np.ndarray) -> np.ndarray:
+    """Per column, largest − second-largest entry (one row: the largest)."""
+    top = np.sort(matrix, axis=0)[::-1]
+    second = top[1] if len(top) > 1 else np.zeros_like(top[0])
+    return top[0] - second
+
+
+def avg_diff_top_two(matrix: np.ndarray) -> float:
+    """Mean over columns of (largest − second largest) entry (dlib ``_compute_avg_diff_top_two``)."""
+    return float(np.mean(top_two_gaps(matrix)))
+
+
+def logistic_regression(solver: str = "liblinear", seed: int = 0):
+    """dlib's ``LogisticRegression()`` as its published numbers were computed (scikit-learn ≤ 0.21:
+    liblinear, one-vs-rest, C=1); current sklearn needs the explicit one-vs-rest wrapper for that.
+    ``solver="lbfgs"`` gives today's multinomial default instead."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
+    if solver == "liblinear":
+        return OneVsRestClassifier(LogisticRegression(solver="liblinear", random_state=seed))
+    return LogisticRegression(solver=solver, random_state=seed, max_iter=1000)

@@ -32,6 +32,9 @@ class TrainConfig:
     device: str = "auto"
     threads: int = 0
     init_from: str | None = None
+    eval_every: int = 0
+    eval_metrics: str = "mig"
+    eval_params: dict[str, Any] = field(default_factory=dict)  # per-metric overrides, e.g. {mig: {num_train: 2000}}
     overwrite: bool = False
     progress: bool = True
     hparams: dict[str, Any] = field(default_factory=dict)
@@ -64,6 +67,7 @@ class TrainConfig:
             (self.batch_size > 0, f"--batch-size must be positive, got {self.batch_size}"),
             (self.lr > 0, f"--lr must be positive, got {self.lr}"),
             (0 <= self.val_fraction < 1, f"--val-fraction must be in [0, 1), got {self.val_fraction}"),
+            (self.eval_every >= 0, f"--eval-every must be ≥ 0 (0 = off), got {self.eval_every}"),
             (self.architecture in ARCHITECTURES,
              f"unknown --architecture '{self.architecture}'; choose one of: {', '.join(ARCHITECTURES)}"),
             (self.reconstruction in ("bernoulli", "gaussian"),

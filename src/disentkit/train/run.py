@@ -19,7 +19,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from ..data import get_dataset
 from ..errors import DisentkitError
-from .callbacks import SafetensorsCheckpoint
+from .callbacks import MetricsCallback, SafetensorsCheckpoint
 from .checkpoint import read_checkpoint
 from .config import TrainConfig
 from .datamodule import FactorDataModule
@@ -85,6 +85,8 @@ def fit(config: TrainConfig) -> Path:
         logger=[TensorBoardLogger(run_dir, name="tb", version="", default_hp_metric=False),
                 CSVLogger(run_dir, name="csv", version="")],
         callbacks=[SafetensorsCheckpoint(run_dir, config.checkpoint_every)]
+        + ([MetricsCallback(config.eval_every, config.eval_metrics, dataset, seed=config.seed,
+                            params=config.eval_params)] if config.eval_every else [])
         + ([TQDMProgressBar(refresh_rate=max(1, min(config.log_every, 25)))] if config.progress else []),
         log_every_n_steps=config.log_every,
         enable_checkpointing=False,
