@@ -26,10 +26,8 @@ class RandomBatches:
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         gen = torch.Generator(device=self.device).manual_seed(self.seed)
-        n = self.dataset.num_images if self.indices is None else len(self.indices)
         while True:
-            pick = torch.randint(0, n, (self.batch_size,), generator=gen, device=self.device)
-            idx = pick if self.indices is None else self.indices[pick]
+            idx = self.dataset.sample_training_indices(self.batch_size, gen, self.indices)
             yield self.dataset.images_at(idx)
 
 
