@@ -40,20 +40,20 @@ FACTORS = (
 )
 
 # ----------------------------------------------------------------------------- scene constants
-CAM_RADIUS = 8.0          # camera distance from the object's axis
-CAM_HEIGHT = 2.25
-TARGET_HEIGHT = 1.0       # the camera looks at (0, TARGET_HEIGHT, 0)
-FOV_DEG = 30.0            # vertical = horizontal field of view
-BACK_WALL_Z = -1.5        # back wall plane z = BACK_WALL_Z
+CAM_RADIUS = 12.0          # camera distance from the object's axis
+CAM_HEIGHT = 4.5
+TARGET_HEIGHT = 1.5       # the camera looks at (0, TARGET_HEIGHT, 0)
+FOV_DEG = 25.0            # vertical = horizontal field of view
+BACK_WALL_Z = -2.0        # back wall plane z = BACK_WALL_Z
 SIDE_WALL_X = 3.6         # side walls x = ±SIDE_WALL_X
-WALL_HEIGHT = 2.0
-LIGHT_DIR = (-0.6, 0.8, 0.3)  # direction towards the light (world), normalised below
+WALL_HEIGHT = 2.5
+LIGHT_DIR = (-0.45, 0.85, -0.35)  # direction towards the light (world), normalised below
 SIDE_WALL_SHADE = 0.62
 SHADOW_SHADE = 0.38
-OBJ_AMBIENT, OBJ_DIFFUSE, OBJ_WHITE = 0.62, 0.62, 0.12
+OBJ_AMBIENT, OBJ_DIFFUSE, OBJ_WHITE = 0.8, 0.45, 0.12
 # object sizes at scale 1 (world units); scale multiplies them
-CUBE_HALF, CYL_RADIUS, CYL_HALF_HEIGHT = 0.68, 0.7, 0.8
-SPHERE_RADIUS, CAPSULE_RADIUS, CAPSULE_HALF_LENGTH = 0.85, 0.62, 0.72
+CUBE_HALF, CYL_RADIUS, CYL_HALF_HEIGHT = 0.88, 0.9, 1.03
+SPHERE_RADIUS, CAPSULE_RADIUS, CAPSULE_HALF_LENGTH = 1.1, 0.8, 0.94
 
 
 def hue_rgb(hue: float) -> tuple[float, float, float]:
@@ -61,8 +61,8 @@ def hue_rgb(hue: float) -> tuple[float, float, float]:
     return colorsys.hsv_to_rgb(hue, 1.0, 1.0)
 
 
-BOUND_CENTER = (0.0, 1.7, 0.0)   # a sphere holding every object at every scale
-BOUND_RADIUS = 2.1
+BOUND_CENTER = (0.0, 2.0, 0.0)   # a sphere holding every object at every scale
+BOUND_RADIUS = 2.7
 
 
 def _sdf(p: torch.Tensor, shape: int, s: torch.Tensor) -> torch.Tensor:
