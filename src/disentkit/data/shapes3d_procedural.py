@@ -54,6 +54,7 @@ OBJ_AMBIENT, OBJ_DIFFUSE, OBJ_WHITE = 0.8, 0.45, 0.12
 # object sizes at scale 1 (world units); scale multiplies them
 CUBE_HALF, CYL_RADIUS, CYL_HALF_HEIGHT = 0.88, 0.9, 1.03
 SPHERE_RADIUS, CAPSULE_RADIUS, CAPSULE_HALF_LENGTH = 1.1, 0.8, 0.94
+OBJECT_Z = 1.0            # the object stands at (0, 0, OBJECT_Z); the camera orbits the y axis
 
 
 def hue_rgb(hue: float) -> tuple[float, float, float]:
@@ -68,6 +69,7 @@ BOUND_RADIUS = 2.7
 def _sdf(p: torch.Tensor, shape: int, s: torch.Tensor) -> torch.Tensor:
     """Signed distance from points p (S, K, 3) to a ``shape`` object of scale s (S, 1), base on y = 0."""
     x, y, z = p.unbind(-1)
+    z = z - OBJECT_Z
     if shape == 0:      # cube: axis-aligned box of half-size h standing on the floor
         h = CUBE_HALF * s
         q = torch.stack([x.abs() - h, (y - h).abs() - h, z.abs() - h], -1)
@@ -86,7 +88,7 @@ def _sdf(p: torch.Tensor, shape: int, s: torch.Tensor) -> torch.Tensor:
 
 def _bound_interval(o: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Entry and exit distances of rays (K, 3) through the bounding sphere (inf where missed)."""
-    oc = o - torch.tensor(BOUND_CENTER, dtype=o.dtype)
+    oc = o - torch.tensor(BOUND_CENTER, dtype=o.dtype) - torch.tensor([0.0, 0.0, OBJECT_Z], dtype=o.dtype)
     b = (oc * d).sum(-1)
     disc = b * b - ((oc * oc).sum(-1) - BOUND_RADIUS**2)
     root = disc.clamp_min(0).sqrt()

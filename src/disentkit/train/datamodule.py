@@ -1,7 +1,9 @@
 """Batches for Lightning without a DataLoader: random index batches gathered in one vectorized call.
 
 Training draws indices uniformly with replacement from the training split (as disentanglement_lib
-does), with a generator seeded from the run's seed, so the same seed gives the same batches.
+does), with a generator seeded from the run's seed, so the same seed gives the same batches. The draw
+goes through the dataset's ``sample_training_indices`` hook, so a correlated-factor variant
+(``disentkit.data.correlated``) can change the training distribution without touching the metrics.
 """
 
 from __future__ import annotations
