@@ -293,8 +293,9 @@ class Shapes3DProcedural(FactorDataset):
         pal = self.palette.to(dev)
         cols = torch.stack([pal[f[:, 0]], pal[f[:, 1]], pal[f[:, 2]]], 1)      # (N, 3 surfaces, 3 rgb)
         w, e = weights[geo].to(dev), extra[geo].to(dev)                        # (N, 3 surfaces, H, W)
-        img = torch.einsum("nshw,nsc->nchw", w, cols) + e
-        return img.clamp_(0, 1)
+        for s in range(3):                                                     # img = Σ_s w_s · colour_s + e
+            e.addcmul_(w[:, s:s + 1], cols[:, s, :, None, None])
+        return e.clamp_(0, 1)
 
     def _gather(self, index: torch.Tensor) -> torch.Tensor:
         if self.images is not None:
@@ -302,7 +303,7 @@ class Shapes3DProcedural(FactorDataset):
             return batch.permute(0, 3, 1, 2).float().div_(255)
         return self.render_factors(self.index_to_factors(index))
 
-    def materialize(self, device: str | torch.device = "cpu", chunk: int = 4096) -> "Shapes3DProcedural":
+    def materialize(self, device: str | torch.device = "cpu", chunk: int = 1024) -> "Shapes3DProcedural":
         """Render all 480,000 images into a uint8 (N, 64, 64, 3) tensor on ``device``."""
         images = torch.empty(self.num_images, SIZE, SIZE, 3, dtype=torch.uint8, device=device)
         for start in range(0, self.num_images, chunk):
