@@ -66,6 +66,9 @@ def test_geometry_is_shared_and_object_changes_with_shape(ds):
     assert area[0] > 1.5 * area[1]
     idx = torch.tensor([0, 12345, 479_999])
     assert torch.allclose(ds.images_at(idx), ds.render_factors(ds.index_to_factors(idx)))
+    g = 123                                      # one geometry under all 1000 hue combinations, broadcast
+    rows = torch.arange(1000) * 480 + g
+    assert torch.allclose(ds.render_geometry_all_hues(g), ds.render_factors(ds.index_to_factors(rows)), atol=1e-6)
 
 
 @pytest.mark.slow

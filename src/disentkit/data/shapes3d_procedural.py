@@ -303,13 +303,28 @@ class Shapes3DProcedural(FactorDataset):
             return batch.permute(0, 3, 1, 2).float().div_(255)
         return self.render_factors(self.index_to_factors(index))
 
-    def materialize(self, device: str | torch.device = "cpu", chunk: int = 1024) -> "Shapes3DProcedural":
-        """Render all 480,000 images into a uint8 (N, 64, 64, 3) tensor on ``device``."""
+    def render_geometry_all_hues(self, geo: int) -> torch.Tensor:
+        """Float images (1000, 3, 64, 64) of one geometry under every (floor, wall, object) hue combination,
+        in index order; no per-image copy of the geometry tables (their rows are broadcast)."""
+        weights, extra = self.geometry()
+        w, e = weights[geo], extra[geo]                                          # (3, H, W)
+        f = torch.arange(1000)
+        cols = self.palette[torch.stack([f // 100, (f // 10) % 10, f % 10], 1)]   # (1000, 3 surfaces, 3 rgb)
+        img = e.expand(1000, 3, SIZE, SIZE).clone()
+        for s in range(3):
+            img.addcmul_(w[s].expand(1000, 1, SIZE, SIZE), cols[:, s, :, None, None])
+        return img.clamp_(0, 1)
+
+    def materialize(self, device: str | torch.device = "cpu") -> "Shapes3DProcedural":
+        """Render all 480,000 images into a uint8 (N, 64, 64, 3) tensor (5.9 GB) on ``device``.
+
+        Index = hue combination · 480 + geometry, so each geometry's 1000 images are one broadcast.
+        """
         images = torch.empty(self.num_images, SIZE, SIZE, 3, dtype=torch.uint8, device=device)
-        for start in range(0, self.num_images, chunk):
-            idx = torch.arange(start, min(start + chunk, self.num_images), device=device)
-            img = self.render_factors(self.index_to_factors(idx))
-            images[start:start + len(idx)] = img.mul(255).round_().to(torch.uint8).permute(0, 2, 3, 1)
+        hue_rows = torch.arange(1000) * 480
+        for geo in range(480):
+            img = self.render_geometry_all_hues(geo).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1)
+            images[(hue_rows + geo).to(device)] = img.to(device)
         self.images = images
         return self
 
