@@ -161,19 +161,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
-    from .data import DATASETS, get_dataset
+    from .data import datasets_cli
 
-    if args.action == "list":
-        print(f"{'name':<24}{'images':>10}  {'kind':<11}description")
-        for name, e in sorted(DATASETS.items()):
-            ds = get_dataset(name) if e.procedural else None
-            n = f"{ds.num_images:,}" if ds else "-"
-            print(f"{name:<24}{n:>10}  {'procedural' if e.procedural else 'file':<11}{e.description}")
-        return 0
-    if not args.name:
-        raise DisentkitError("`disentkit datasets info` needs a dataset NAME")
-    print(json.dumps(get_dataset(args.name).describe(), indent=1))
-    return 0
+    return datasets_cli.run(args)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -293,9 +283,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_sweep_parsers(sub)
 
-    p = sub.add_parser("datasets", help="list datasets or show one")
-    p.add_argument("action", choices=["list", "info"], help="list: every dataset; info NAME: factors and sizes")
-    p.add_argument("name", nargs="?", help="dataset name (for info)")
+    p = sub.add_parser("datasets", help="list, inspect, download, verify or import datasets",
+                       description="Datasets live under --data-root, else $DISENTKIT_DATA, else a per-user cache "
+                                   "folder. Each real dataset is converted once into memory-mappable uint8 arrays.")
+    p.add_argument("action", choices=["list", "info", "download", "verify", "import"],
+                   help="list: every dataset; info NAME: files, sources, factors; download NAME: fetch, verify and "
+                        "convert; verify NAME: re-check files and cache; import NAME --from-file PATH: add a file "
+                        "you downloaded yourself")
+    p.add_argument("name", nargs="?", help="dataset name")
+    p.add_argument("--data-root", help="folder holding datasets (default: $DISENTKIT_DATA, else the user cache)")
+    p.add_argument("--from-file", help="with import: the downloaded file to verify and add")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     p.set_defaults(func=cmd_datasets)
 
     p = sub.add_parser("models", help="list the registered models and their hyperparameters")

@@ -109,6 +109,18 @@ class FactorDataset:
         factors = self.sample_factors(num, rng)
         return factors, self.sample_observations_from_factors(factors, rng, device=device)
 
+    def sample_training_indices(self, n: int, generator: torch.Generator,
+                                indices: torch.Tensor | None = None) -> torch.Tensor:
+        """Image indices (n,) for one training batch: uniform over ``indices`` (or all images).
+
+        Training draws through this hook so that a dataset may use a non-uniform training
+        distribution (see :mod:`disentkit.data.correlated`) while :meth:`sample_factors`, which
+        metrics use, stays uniform.
+        """
+        m = self.num_images if indices is None else len(indices)
+        pick = torch.randint(0, m, (n,), generator=generator, device=generator.device)
+        return pick if indices is None else indices[pick]
+
     # ----------------------------------------------------------------- fast batch access
     def images_at(self, index: torch.Tensor) -> torch.Tensor:
         """Float32 images (N, C, H, W) in [0, 1] for a tensor of flat indices, on index's device."""
@@ -165,7 +177,17 @@ class ArrayFactorDataset(FactorDataset):
         return batch.float().mul_(self.scale)
 
     def to(self, device: str | torch.device) -> "ArrayFactorDataset":
-        """Hold the images on ``device`` (e.g. the GPU when they fit); returns self."""
-        self.images = torch.as_tensor(np.asarray(self.images) if not isinstance(self.images, torch.Tensor)
-                                      else self.images).to(device)
+        """Hold the images on ``device`` (e.g. the GPU when they fit); returns self.
+
+        A numpy array or memory map is copied in chunks, so moving a memory-mapped dataset to the
+        GPU never needs a second full copy in host memory.
+        """
+        if isinstance(self.images, torch.Tensor):
+            self.images = self.images.to(device)
+            return self
+        out = torch.empty(self.images.shape, dtype=torch.uint8, device=device)
+        step = max(1, (256 << 20) // max(1, int(np.prod(self.images.shape[1:]))))   # ~256 MB per copy
+        for start in range(0, len(self.images), step):
+            out[start:start + step] = torch.from_numpy(np.array(self.images[start:start + step], dtype=np.uint8))
+        self.images = out
         return self

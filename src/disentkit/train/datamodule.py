@@ -1,7 +1,9 @@
 """Batches for Lightning without a DataLoader: random index batches gathered in one vectorized call.
 
 Training draws indices uniformly with replacement from the training split (as disentanglement_lib
-does), with a generator seeded from the run's seed, so the same seed gives the same batches.
+does), with a generator seeded from the run's seed, so the same seed gives the same batches. The draw
+goes through the dataset's ``sample_training_indices`` hook, so a correlated-factor variant
+(``disentkit.data.correlated``) can change the training distribution without touching the metrics.
 """
 
 from __future__ import annotations
@@ -26,10 +28,8 @@ class RandomBatches:
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         gen = torch.Generator(device=self.device).manual_seed(self.seed)
-        n = self.dataset.num_images if self.indices is None else len(self.indices)
         while True:
-            pick = torch.randint(0, n, (self.batch_size,), generator=gen, device=self.device)
-            idx = pick if self.indices is None else self.indices[pick]
+            idx = self.dataset.sample_training_indices(self.batch_size, gen, self.indices)
             yield self.dataset.images_at(idx)
 
 
