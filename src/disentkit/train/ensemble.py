@@ -249,7 +249,7 @@ class EnsembleModule(L.LightningModule):
             # The same construction order and RNG use as VAEModule under L.seed_everything(seed).
             torch.manual_seed(int(cfg["seed"]))
             vaes.append(GaussianVAE(cfg["architecture"], int(cfg["channels"]), int(cfg["latent_dim"])))
-            obj = cls(reconstruction=cfg["reconstruction"], **cfg["hparams"])
+            obj = _build_objective(cls, cfg)
             if any(True for _ in obj.parameters()):
                 raise DisentkitError(f"--ensemble does not support {base['model']} yet (its objective has weights)")
             objective = objective or obj
@@ -346,6 +346,16 @@ class EnsembleModule(L.LightningModule):
     def export_member(self, i: int) -> dict[str, torch.Tensor]:
         """Member i as a single run's checkpoint state: ``vae.*`` (+ ``objective.*``, empty here)."""
         return {f"vae.{k}": v for k, v in self.stack.member_state(i).items()}
+
+
+def _build_objective(cls, cfg: dict[str, Any]):
+    """The member's objective, built with the same arguments VAEModule passes (those it accepts)."""
+    import inspect
+
+    accepted = inspect.signature(cls.__init__).parameters
+    extra = {k: v for k, v in (("latent_dim", int(cfg["latent_dim"])), ("dataset_size", cfg.get("num_images")))
+             if k in accepted}
+    return cls(reconstruction=cfg["reconstruction"], **extra, **cfg["hparams"])
 
 
 def _compile_mode(value: Any) -> str | None:

@@ -88,10 +88,11 @@ def fit(config: TrainConfig) -> Path:
 
 
 def make_trainer(config: TrainConfig, run_dir: Path, device: torch.device, callbacks: list,
-                 has_val: bool) -> L.Trainer:
-    """The Lightning trainer of a run: loggers, progress bar, precision; no Lightning checkpoints."""
+                 has_val: bool, max_steps: int | None = None) -> L.Trainer:
+    """The Lightning trainer of a run: loggers, progress bar, precision; no Lightning checkpoints.
+    ``max_steps`` counts Lightning's optimizer steps (default: ``config.steps``)."""
     return L.Trainer(
-        max_steps=config.steps,
+        max_steps=config.steps if max_steps is None else max_steps,
         accelerator="gpu" if device.type == "cuda" else "cpu",
         devices=1,
         logger=[TensorBoardLogger(run_dir, name="tb", version="", default_hp_metric=False),
