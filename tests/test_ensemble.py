@@ -115,3 +115,17 @@ def test_shared_rng_trains_and_differs_per_member():
     assert eps.shape == (2, 5, 2) and not torch.equal(eps[0], eps[1])
     loss, logs = module.losses(torch.rand(2, 5, 1, 64, 64), eps, 0)
     assert loss.shape == (2,) and set(logs) == {"loss", "reconstruction", "kl", "elbo"}
+
+
+def test_cli_ensemble(tmp_path, capsys):
+    from disentkit.cli import main
+
+    out = tmp_path / "cli"
+    args = ["train", "--ensemble", "seed=0,1", "beta=2", "--steps", "2", "--batch-size", "4", "--latent-dim", "2",
+            "--out", str(out), "--threads", "1", "--no-progress", "--log-every", "1"]
+    assert main(args) == 0
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("m0")) == ["m00-seed0-beta2", "m01-seed1-beta2"]
+    assert (out / "m01-seed1-beta2" / "model.safetensors").is_file()
+    assert main(args) == 2 and "already holds a run" in capsys.readouterr().err
+    assert main(["train", "--ensemble", "lr=1,2", "--out", str(tmp_path / "x")]) == 2
+    assert "not a per-member option" in capsys.readouterr().err

@@ -323,8 +323,6 @@ class EnsembleModule(L.LightningModule):
 
     # -- Lightning hooks
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        if self.member_configs[0].get("channels_last"):
-            batch = batch.contiguous(memory_format=torch.channels_last) if batch.ndim == 4 else batch
         eps = self.draw_noise(batch.shape[1], batch.device)
         loss, logs = self.losses(batch, eps, self.global_step)
         if _should_log(self):

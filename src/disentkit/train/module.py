@@ -55,6 +55,8 @@ class VAEModule(L.LightningModule):
         else:
             terms = LossTerms(*self._loss(batch, self.global_step))
         if _should_log(self):  # Lightning writes logs every log_every steps: skip self.log otherwise
+            if self.cuda_graphs:  # the captured step's outputs are overwritten by the next replay
+                terms = LossTerms(terms.loss.clone(), {k: v.clone() for k, v in terms.logs.items()})
             self._log_terms("train", terms, on_step=True, prog_bar=True)
         return terms.loss if self.automatic_optimization else None
 

@@ -123,7 +123,7 @@ def place_dataset(dataset, device: torch.device, max_fraction: float = 0.5):
     free, _ = torch.cuda.mem_get_info(device)
     if hasattr(dataset, "materialize") and getattr(dataset, "packed", None) is None:
         need = dataset.num_images * dataset.observation_shape[1] * dataset.observation_shape[2] // 8
-        return dataset.materialize(device) if need < max_fraction * free else dataset
+        return dataset.materialize(device, chunk=8192) if need < max_fraction * free else dataset
     images = getattr(dataset, "images", None)
     if images is not None and images.nbytes < max_fraction * free:
         return dataset.to(device)
