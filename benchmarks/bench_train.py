@@ -13,7 +13,8 @@ measured in the same run on the same data.
   explicit grouped convolutions, and a Python loop over M models.
 
 Data: procedural dSprites rendered once (cached bit-packed under runs/cache/), all paths gather
-from the same tensor. Each figure is the median of ``--repeats`` timed windows after warm-up.
+from the same tensor. Each figure is the best of ``--repeats`` timed windows after warm-up, the variants interleaved
+round by round (drifting load on a shared machine then hits them alike).
 
     python benchmarks/bench_train.py                  # CPU (and CUDA when present), batch 64 and 256
     python benchmarks/bench_train.py --quick          # a smoke run (few steps)
@@ -22,7 +23,6 @@ from the same tensor. Each figure is the median of ``--repeats`` timed windows a
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--members", default="1,2,4,8", help="ensemble sizes M (CPU); CUDA adds 16,32,64")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (set deliberately: shared machines)")
     ap.add_argument("--steps", type=int, default=0, help="steps per timed window (0: 20 on CPU, 200 on CUDA)")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved timed windows per variant (best is kept)")
     ap.add_argument("--compile", action="store_true", help="also time --compile (slow to compile on CPU)")
     ap.add_argument("--skip", default="", help="comma list of sections to skip: single,ensemble,stacked")
     ap.add_argument("--quick", action="store_true", help="smoke run: few steps, batch 64, M ≤ 2")
@@ -337,52 +337,64 @@ def main(argv: list[str] | None = None) -> None:
         repeats = 1 if args.quick else args.repeats
         ds = load_data(device)
 
-        def med(xs: list[float]) -> float:
-            return statistics.median(xs)
+        def best(fns: dict[str, Callable[[], list[float]]]) -> dict[str, float]:
+            """Best-of-``repeats`` seconds/step, the variants interleaved round by round so that drifting
+            load on a shared machine hits them alike (the minimum is the least disturbed window)."""
+            times: dict[str, list[float]] = {k: [] for k in fns}
+            for _ in range(repeats):
+                for k, fn in fns.items():
+                    try:
+                        times[k] += fn()
+                    except Exception as e:  # an option this machine cannot run: say so, keep going
+                        print(f"# {k}: failed: {type(e).__name__}: {str(e).splitlines()[0][:100]}", flush=True)
+                        times[k] = [float("nan")]
+            return {k: min(v) for k, v in times.items()}
 
         if "single" not in skip:
-            print(f"\n## single model, {device}  (steps/s and images/s: median of {repeats} x {steps} steps; "
-                  f"ratio: images/s over the eager loop's)")
-            print(f"{'path':<30}{'batch':>6}{'steps/s':>10}{'images/s':>12}{'vs eager':>10}")
+            print(f"\n## single model, {device}  (best of {repeats} interleaved windows of {steps} steps; "
+                  f"ratios: images/s over the eager loop's and over lightning+DataLoader's)")
+            print(f"{'path':<30}{'batch':>6}{'steps/s':>10}{'images/s':>12}{'vs eager':>10}{'vs L+DL':>10}")
             for b in batches:
-                base = med(time_eager_loop(ds, device, b, steps, warmup, repeats))
-                print(fmt_row("eager loop (baseline)", b, base, base), flush=True)
-                naive = med(time_lightning_dataloader(ds, device, b, steps, warmup, repeats))
-                print(fmt_row("lightning+DataLoader", b, naive, base), flush=True)
-                variants: list[tuple[str, dict]] = [("disentkit", {}), ("disentkit --channels-last", {"channels_last": True}),
-                                                    ("disentkit bf16-mixed", {"precision": "bf16-mixed"})]
+                variants: dict[str, Callable[[], list[float]]] = {
+                    "eager loop (baseline)": lambda b=b: time_eager_loop(ds, device, b, steps, warmup, 1),
+                    "lightning+DataLoader": lambda b=b: time_lightning_dataloader(ds, device, b, steps, warmup, 1),
+                }
+                opts: list[tuple[str, dict]] = [("disentkit", {}), ("disentkit --channels-last", {"channels_last": True}),
+                                                ("disentkit bf16-mixed", {"precision": "bf16-mixed"})]
                 if args.compile or cuda:
-                    variants.append(("disentkit --compile", {"compile": "default"}))
+                    opts.append(("disentkit --compile", {"compile": "default"}))
                 if cuda:
-                    variants += [("disentkit --compile reduce-ovh", {"compile": "reduce-overhead"}),
-                                 ("disentkit --cuda-graphs", {"cuda_graphs": True}),
-                                 ("disentkit --cuda-graphs bf16", {"cuda_graphs": True, "precision": "bf16-mixed"})]
-                for name, opts in variants:
-                    try:
-                        sec = med(time_disentkit(ds, device, b, steps, warmup + (10 if "compile" in opts else 0),
-                                                 repeats, **opts))
-                        print(fmt_row(name, b, sec, base) + f"   ({naive / sec:.2f}x lightning+DataLoader)",
-                              flush=True)
-                    except Exception as e:  # an option this machine cannot run: say so, keep going
-                        print(f"{name:<30}{b:>6}   failed: {type(e).__name__}: {str(e).splitlines()[0][:80]}")
+                    opts += [("disentkit --compile reduce-ovh", {"compile": "reduce-overhead"}),
+                             ("disentkit --cuda-graphs", {"cuda_graphs": True}),
+                             ("disentkit --cuda-graphs bf16", {"cuda_graphs": True, "precision": "bf16-mixed"})]
                 if "factor_vae" in OBJECTIVES:
-                    sec = med(time_disentkit(ds, device, b, steps, warmup, repeats, model="factor_vae"))
-                    print(fmt_row("disentkit factor_vae", b, sec, base) + "   (VAE + discriminator step)", flush=True)
+                    opts.append(("disentkit factor_vae", {"model": "factor_vae"}))
+                for name, o in opts:
+                    w = warmup + (10 if "compile" in o else 0)
+                    variants[name] = lambda b=b, o=o, w=w: time_disentkit(ds, device, b, steps, w, 1, **o)
+                res = best(variants)
+                base, naive = res["eager loop (baseline)"], res["lightning+DataLoader"]
+                for name, sec in res.items():
+                    print(fmt_row(name, b, sec, base) + f"{naive / sec:>9.2f}x", flush=True)
 
         if "ensemble" not in skip:
             ms = [int(m) for m in args.members.split(",")] + ([16, 32, 64] if cuda else [])
             ms = [m for m in ms if m <= 2] if args.quick else ms
             b = 64
-            base = med(time_eager_loop(ds, device, b, steps, warmup, repeats))
-            print(f"\n## fused ensembles (beta_vae), {device}, batch {b} per member  "
-                  f"(aggregate images/s; ratio over one eager loop = M models trained one after another)")
-            print(f"{'path':<30}{'batch':>6}{'steps/s':>10}{'images/s':>12}{'vs eager':>10}")
-            print(fmt_row("eager loop (baseline)", b, base, base))
+            variants = {"eager loop (baseline)": lambda: time_eager_loop(ds, device, b, steps, warmup, 1)}
             for m in ms:
                 for rng in (("member", "shared") if cuda else ("member",)):
-                    sec = med(time_ensemble(ds, device, b, m, max(2, steps // max(1, m // 2)), warmup, repeats, rng))
-                    print(fmt_row(f"ensemble M={m}" + (f" rng={rng}" if cuda else ""), b, sec, base, m * b),
-                          flush=True)
+                    k = max(2, steps // max(1, m // 2))
+                    variants[f"ensemble M={m}" + (f" rng={rng}" if cuda else "")] = \
+                        lambda m=m, rng=rng, k=k: time_ensemble(ds, device, b, m, k, warmup, 1, rng)
+            res = best(variants)
+            base = res["eager loop (baseline)"]
+            print(f"\n## fused ensembles (beta_vae), {device}, batch {b} per member  (aggregate images/s; "
+                  f"ratio over one eager loop = M models trained one after another)")
+            print(f"{'path':<30}{'batch':>6}{'steps/s':>10}{'images/s':>12}{'vs eager':>10}")
+            for name, sec in res.items():
+                m = int(name.split("M=")[1].split()[0]) if "M=" in name else 1
+                print(fmt_row(name, b, sec, base, m * b), flush=True)
 
         if "stacked" not in skip and not cuda:
             ms = [2] if args.quick else [m for m in (2, 4, 8) if m <= max(int(x) for x in args.members.split(","))]
@@ -390,7 +402,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{'M':>3}{'vmap':>12}{'grouped':>12}{'loop':>12}")
             for m in ms:
                 k = 2 if args.quick else max(2, steps // m)
-                row = [m * 64 / med(time_stacked(kind, m, 64, k, repeats)) for kind in ("vmap", "grouped", "loop")]
+                row = [m * 64 / min(time_stacked(kind, m, 64, k, repeats)) for kind in ("vmap", "grouped", "loop")]
                 print(f"{m:>3}" + "".join(f"{v:>12.0f}" for v in row), flush=True)
 
 
