@@ -211,7 +211,7 @@ class EnsembleBatches:
             else:
                 pick = torch.randint(0, n, (m, b), generator=gens[0], device=self.device)
             idx = pick if self.indices is None else self.indices[pick]
-            images = self.dataset.images_at(idx.flatten())
+            images = self.dataset.images_at(idx.flatten(), check=False)  # in range: no device sync
             yield images.view(m, b, *images.shape[1:])
 
 
@@ -260,10 +260,12 @@ class EnsembleModule(L.LightningModule):
         self.stack = StackedVAE(vaes)
         self.objective = objective
         self.rng = rng
-        self.hp_names = [p.name for p in cls.hparams if p.type in (float, int)]
-        for p in cls.hparams:  # non-numeric hyperparameters must agree across members
+        # real-valued hyperparameters become (M,) tensors; others (ints, choices) must agree across members
+        self.hp_names = [p.name for p in cls.hparams if p.type is float]
+        for p in cls.hparams:
             if p.name not in self.hp_names and len({str(c["hparams"].get(p.name)) for c in member_configs}) > 1:
-                raise DisentkitError(f"--ensemble {p.name}=... must be the same for all members (it is not numeric)")
+                raise DisentkitError(f"--ensemble {p.name}=... must be the same for all members "
+                                     "(only real-valued hyperparameters can differ)")
         for name in self.hp_names:
             vals = [float(c["hparams"][name]) for c in member_configs]
             self.register_buffer(f"hp_{name}", torch.tensor(vals, dtype=torch.float32))
