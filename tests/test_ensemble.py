@@ -34,7 +34,7 @@ def test_members_match_single_runs(tmp_path):
             torch.testing.assert_close(b.state[k], v, rtol=1e-3, atol=1e-5)
 
 
-def test_member_checkpoints_evaluate_and_report(tmp_path):
+def test_member_checkpoints_load_and_evaluate(tmp_path):
     from disentkit.cli import main
 
     ens = fit(TrainConfig(out=str(tmp_path / "e"), ensemble="seed=0 beta=2,4", **{**BASE, "steps": 2}))
