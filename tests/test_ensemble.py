@@ -17,9 +17,11 @@ def _column(path, name):
         return [float(r[name]) for r in csv.DictReader(f) if r.get(name)]
 
 
-def test_members_match_single_runs(tmp_path):
+@pytest.mark.parametrize("impl", ["vmap", "loop"])
+def test_members_match_single_runs(tmp_path, impl):
     """Same seed and β: the same losses at every step and the same final weights (float tolerance)."""
-    ens = fit(TrainConfig(out=str(tmp_path / "ens"), ensemble=["seed=3,5", "beta=1,8"], ensemble_mode="zip", **BASE))
+    ens = fit(TrainConfig(out=str(tmp_path / "ens"), ensemble=["seed=3,5", "beta=1,8"], ensemble_mode="zip",
+                          ensemble_impl=impl, **BASE))
     members = sorted(p for p in ens.iterdir() if p.name.startswith("m0"))
     assert [p.name for p in members] == ["m00-seed3-beta1", "m01-seed5-beta8"]
     for i, (seed, beta) in enumerate([(3, 1.0), (5, 8.0)]):

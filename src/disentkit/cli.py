@@ -39,6 +39,7 @@ TRAIN_FLAGS: list[tuple[str, type, str]] = [
     ("ensemble-mode", str, "how --ensemble lists combine: product (every combination) or zip (element-wise)"),
     ("ensemble-rng", str, "member (each member's random streams equal its single run's) or shared "
                           "(one draw for all members: fewer kernel launches)"),
+    ("ensemble-impl", str, "auto (vmap on CUDA, loop on CPU), vmap (grouped kernels for all members) or loop"),
 ]
 
 

@@ -44,6 +44,7 @@ class TrainConfig:
     ensemble: Any = None
     ensemble_mode: str = "product"
     ensemble_rng: str = "member"
+    ensemble_impl: str = "auto"
     hparams: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

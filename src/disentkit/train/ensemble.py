@@ -45,6 +45,7 @@ from .datamodule import split_indices
 from .module import _should_log
 
 MODES = ("product", "zip")
+IMPLS = ("auto", "vmap", "loop")
 RNG_MODES = ("member", "shared")
 MEMBER_LOGS = ("loss", "reconstruction", "kl", "elbo")
 
@@ -94,6 +95,8 @@ def expand_members(config: TrainConfig) -> list[TrainConfig]:
             raise DisentkitError(f"--ensemble {name}= expects {typ.__name__} values, got {','.join(vals)}") from None
     if config.ensemble_mode not in MODES:
         raise DisentkitError(f"--ensemble-mode must be one of {', '.join(MODES)}, got {config.ensemble_mode!r}")
+    if config.ensemble_impl not in IMPLS:
+        raise DisentkitError(f"--ensemble-impl must be one of {', '.join(IMPLS)}, got {config.ensemble_impl!r}")
     if config.ensemble_rng not in RNG_MODES:
         raise DisentkitError(f"--ensemble-rng must be one of {', '.join(RNG_MODES)}, got {config.ensemble_rng!r}")
     names = list(typed)
@@ -288,12 +291,28 @@ class EnsembleModule(L.LightningModule):
 
     def losses(self, x: torch.Tensor, eps: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Per-member losses (M,) and logs {name: (M,)} for images (M, B, C, H, W) and noise (M, B, D)."""
+        if self.impl_for(x.device) == "loop":
+            return self._loop_losses(x, eps, step)
         fn = self._loss_fn
         if self.member_configs[0].get("compile", "off") not in ("off", None, False):
             if self._compiled is None:
                 self._compiled = torch.compile(self._loss_fn, mode=_compile_mode(self.member_configs[0]["compile"]))
             fn = self._compiled
         return fn(self.stack.params(), self.hparam_tensors(), x, eps, step)
+
+    def impl_for(self, device: torch.device) -> str:
+        """``vmap`` (one grouped kernel per layer for all members: the GPU path) or ``loop`` (members one
+        after another over slices of the stacked tensors: faster on CPUs, where oneDNN's grouped
+        convolutions are slower than M ordinary ones — see benchmarks/bench_train.py)."""
+        impl = self.member_configs[0].get("ensemble_impl", "auto")
+        return ("vmap" if device.type == "cuda" else "loop") if impl == "auto" else impl
+
+    def _loop_losses(self, x: torch.Tensor, eps: torch.Tensor, step: int):
+        params, hp = self.stack.params(), self.hparam_tensors()
+        results = [self._member_loss({k: v[i] for k, v in params.items()}, {k: v[i] for k, v in hp.items()},
+                                     x[i], eps[i], step) for i in range(self.num_members)]
+        loss = torch.stack([r[0] for r in results])
+        return loss, {k: torch.stack([r[1][k] for r in results]) for k in results[0][1]}
 
     # -- random streams
     def on_fit_start(self) -> None:
