@@ -35,6 +35,13 @@ TRAIN_FLAGS: list[tuple[str, type, str]] = [
     ("init-from", str, "start from this checkpoint's weights (e.g. λβ-VAE from a β-VAE run)"),
     ("eval-every", int, "compute --eval-metrics every N steps and log them (0 = off)"),
     ("eval-metrics", str, "metrics computed during training with --eval-every, e.g. mig,irs"),
+    ("compile", str, "torch.compile the loss/forward/backward: off, default, reduce-overhead (CUDA graphs), "
+                     "max-autotune"),
+    ("precision", str, "32-true, bf16-mixed or 16-mixed (autocast)"),
+    ("ensemble-mode", str, "how --ensemble lists combine: product (every combination) or zip (element-wise)"),
+    ("ensemble-rng", str, "member (each member's random streams equal its single run's) or shared "
+                          "(one draw for all members: fewer kernel launches)"),
+    ("ensemble-impl", str, "auto (vmap on CUDA, loop on CPU), vmap (grouped kernels for all members) or loop"),
 ]
 
 
@@ -54,6 +61,12 @@ def _add_train_parser(sub) -> None:
         p.add_argument(f"--{name}", type=typ, help=f"{text.format(models=models)} (default: {default})")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory format for the convolutions")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="capture forward, backward and a capturable Adam as one CUDA graph (CUDA only)")
+    p.add_argument("--ensemble", nargs="+", metavar="NAME=V1,V2",
+                   help="train a fused ensemble, one member per combination, e.g. --ensemble seed=0,1,2 beta=1,4,8; "
+                        "NAME is seed or a model hyperparameter; members are saved in <out>/mNN-.../")
     g = p.add_argument_group("model hyperparameters (each applies to the models named)")
     for hp, users in all_hparams().values():
         g.add_argument(hp.flag, type=hp.type, dest=hp.name,

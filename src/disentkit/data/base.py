@@ -122,9 +122,13 @@ class FactorDataset:
         return pick if indices is None else indices[pick]
 
     # ----------------------------------------------------------------- fast batch access
-    def images_at(self, index: torch.Tensor) -> torch.Tensor:
-        """Float32 images (N, C, H, W) in [0, 1] for a tensor of flat indices, on index's device."""
-        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= self.num_images):
+    def images_at(self, index: torch.Tensor, check: bool = True) -> torch.Tensor:
+        """Float32 images (N, C, H, W) in [0, 1] for a tensor of flat indices, on index's device.
+
+        ``check=False`` skips the range check, which reads the indices back to the host (a device
+        sync on a GPU): for indices that are in range by construction, as training's random batches.
+        """
+        if check and index.numel() and (int(index.min()) < 0 or int(index.max()) >= self.num_images):
             raise IndexError(f"image index out of range [0, {self.num_images}) for dataset {self.name}")
         return self._gather(index.long())
 

@@ -37,6 +37,17 @@ class TrainConfig:
     eval_params: dict[str, Any] = field(default_factory=dict)  # per-metric overrides, e.g. {mig: {num_train: 2000}}
     overwrite: bool = False
     progress: bool = True
+    # speed options (see train/fast.py): torch.compile mode, autocast precision, NHWC convolutions,
+    # the whole step as one CUDA graph
+    compile: str = "off"
+    precision: str = "32-true"
+    channels_last: bool = False
+    cuda_graphs: bool = False
+    # fused ensembles (see train/ensemble.py): NAME=VALUES items, how they combine, random streams
+    ensemble: Any = None
+    ensemble_mode: str = "product"
+    ensemble_rng: str = "member"
+    ensemble_impl: str = "auto"
     hparams: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -56,6 +67,12 @@ class TrainConfig:
         """Check values a user can get wrong; the message names the flag and the accepted range."""
         from ..data import DATASETS
         from ..models import ARCHITECTURES, get_objective
+        from .fast import COMPILE_MODES, PRECISIONS
+
+        if self.compile in (True, "on", "true", "True"):
+            self.compile = "default"
+        elif self.compile in (False, None, "false", "False"):
+            self.compile = "off"
 
         cls = get_objective(self.model)
         base = self.dataset.split(":", 1)[0]
@@ -72,6 +89,9 @@ class TrainConfig:
              f"unknown --architecture '{self.architecture}'; choose one of: {', '.join(ARCHITECTURES)}"),
             (self.reconstruction in ("bernoulli", "gaussian"),
              f"--reconstruction must be 'bernoulli' or 'gaussian', got '{self.reconstruction}'"),
+            (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
+            (self.compile in COMPILE_MODES, f"--compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}"),
+            (not (self.cuda_graphs and self.compile != "off"), "--cuda-graphs and --compile exclude each other; pick one"),
         ]
         for ok, msg in checks:
             if not ok:

@@ -60,7 +60,11 @@ def prepare_run_dir(out: str | Path, overwrite: bool) -> Path:
 
 
 def fit(config: TrainConfig) -> Path:
-    """Train one model as ``config`` says; returns the run folder."""
+    """Train one model as ``config`` says (or a fused ensemble, with ``config.ensemble``); returns the run folder."""
+    if config.ensemble:
+        from .ensemble import fit_ensemble
+
+        return fit_ensemble(config)
     config.validate()
     run_dir = prepare_run_dir(config.out, config.overwrite)
     set_threads(config.threads)
@@ -68,7 +72,7 @@ def fit(config: TrainConfig) -> Path:
     quiet_lightning()
     L.seed_everything(config.seed, verbose=False)
 
-    dataset = get_dataset(config.dataset)
+    dataset = place_dataset(get_dataset(config.dataset), device)
     cfg = config.to_dict()
     cfg.update(channels=dataset.observation_shape[0], factor_names=list(dataset.factor_names))
     module = VAEModule(cfg)
@@ -78,15 +82,26 @@ def fit(config: TrainConfig) -> Path:
 
     data = FactorDataModule(dataset, config.batch_size, config.seed, config.val_fraction, config.val_batches, device)
     has_val = config.val_fraction > 0
-    trainer = L.Trainer(
-        max_steps=config.steps,
+    callbacks: list = [SafetensorsCheckpoint(run_dir, config.checkpoint_every)]
+    if config.eval_every:
+        callbacks.append(MetricsCallback(config.eval_every, config.eval_metrics, dataset, seed=config.seed,
+                                         params=config.eval_params))
+    trainer = make_trainer(config, run_dir, device, callbacks, has_val)
+    trainer.fit(module, datamodule=data)
+    return run_dir
+
+
+def make_trainer(config: TrainConfig, run_dir: Path, device: torch.device, callbacks: list,
+                 has_val: bool, max_steps: int | None = None) -> L.Trainer:
+    """The Lightning trainer of a run: loggers, progress bar, precision; no Lightning checkpoints.
+    ``max_steps`` counts Lightning's optimizer steps (default: ``config.steps``)."""
+    return L.Trainer(
+        max_steps=config.steps if max_steps is None else max_steps,
         accelerator="gpu" if device.type == "cuda" else "cpu",
         devices=1,
         logger=[TensorBoardLogger(run_dir, name="tb", version="", default_hp_metric=False),
                 CSVLogger(run_dir, name="csv", version="")],
-        callbacks=[SafetensorsCheckpoint(run_dir, config.checkpoint_every)]
-        + ([MetricsCallback(config.eval_every, config.eval_metrics, dataset, seed=config.seed,
-                            params=config.eval_params)] if config.eval_every else [])
+        callbacks=callbacks
         + ([TQDMProgressBar(refresh_rate=max(1, min(config.log_every, 25)))] if config.progress else []),
         log_every_n_steps=config.log_every,
         enable_checkpointing=False,
@@ -96,10 +111,27 @@ def fit(config: TrainConfig) -> Path:
         check_val_every_n_epoch=None,
         limit_val_batches=1.0 if has_val else 0,
         num_sanity_val_steps=0,
+        # with --cuda-graphs the module applies autocast itself (inside the captured step)
+        precision="32-true" if config.cuda_graphs else config.precision,
         deterministic=device.type == "cpu",
     )
-    trainer.fit(module, datamodule=data)
-    return run_dir
+
+
+def place_dataset(dataset, device: torch.device, max_fraction: float = 0.5):
+    """Hold the dataset on the GPU when training there and it fits in ``max_fraction`` of free memory:
+    procedural dSprites is rendered straight onto the GPU bit-packed (0.38 GB), an array dataset is
+    copied there as uint8; batches are then gathered by index on the device. Otherwise the data stays
+    on the host (rendered on demand, or read from its memory map)."""
+    if device.type != "cuda":
+        return dataset
+    free, _ = torch.cuda.mem_get_info(device)
+    if hasattr(dataset, "materialize") and getattr(dataset, "packed", None) is None:
+        need = dataset.num_images * dataset.observation_shape[1] * dataset.observation_shape[2] // 8
+        return dataset.materialize(device, chunk=8192) if need < max_fraction * free else dataset
+    images = getattr(dataset, "images", None)
+    if images is not None and images.nbytes < max_fraction * free:
+        return dataset.to(device)
+    return dataset
 
 
 def init_from_checkpoint(module: VAEModule, path: str | Path) -> None:

@@ -1,0 +1,412 @@
+"""Training throughput: steps/s and images/s of disentkit's training paths against two baselines
+measured in the same run on the same data.
+
+* ``eager loop``   — a plain PyTorch loop written here: the same Locatello conv VAE as plain
+  ``nn.Sequential``, batches gathered by index, Adam; a ``loss.item()`` every 50 steps.
+* ``lightning+DL`` — the straightforward Lightning implementation: a ``Dataset`` with a per-sample
+  ``__getitem__``, a ``DataLoader`` (shuffle, batch collation), ``self.log`` of every term each step.
+* ``disentkit …``  — ``disentkit train``'s own pieces (VAEModule, RandomBatches, the Trainer of
+  ``fit``), plain and with each speed option (channels_last, bf16-mixed, torch.compile, CUDA graphs).
+* ``ensemble M=…`` — fused ensembles (train/ensemble.py) through Lightning: aggregate images/s of M
+  members against M single models (the eager loop's images/s).
+* ``stacked fwd+bwd`` — how to stack M models: vmap over functional_call (what ensembles use),
+  explicit grouped convolutions, and a Python loop over M models.
+
+Data: procedural dSprites rendered once (cached bit-packed under runs/cache/), all paths gather
+from the same tensor. Each figure is the best of ``--repeats`` timed windows after warm-up, the variants interleaved
+round by round (drifting load on a shared machine then hits them alike).
+
+    python benchmarks/bench_train.py                  # CPU (and CUDA when present), batch 64 and 256
+    python benchmarks/bench_train.py --quick          # a smoke run (few steps)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+import lightning as L  # noqa: E402
+
+from disentkit.data import get_dataset  # noqa: E402
+from disentkit.models import OBJECTIVES  # noqa: E402
+from disentkit.train import TrainConfig  # noqa: E402
+from disentkit.train.datamodule import FactorDataModule  # noqa: E402
+from disentkit.train.ensemble import EnsembleDataModule, EnsembleModule, expand_members  # noqa: E402
+from disentkit.train.module import VAEModule  # noqa: E402
+from disentkit.train.run import make_trainer, quiet_lightning  # noqa: E402
+
+CACHE = ROOT / "runs" / "cache" / "dsprites_procedural_packed.npy"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def load_data(device: torch.device):
+    """Procedural dSprites, materialized once (bit-packed, cached on disk) and held on ``device``."""
+    ds = get_dataset("dsprites_procedural")
+    t = time.perf_counter()
+    ds.materialize(device, chunk=8192, cache_path=CACHE)  # renders on the device when there is no cache
+    print(f"# data: dsprites_procedural, {ds.num_images:,} images, bit-packed on {device} "
+          f"({time.perf_counter() - t:.1f}s to render or load {CACHE.relative_to(ROOT)})")
+    return ds
+
+
+# ----------------------------------------------------------------------------- the baselines
+def plain_vae(latent: int = 10) -> tuple[nn.Module, nn.Module]:
+    """Locatello et al. 2019's conv VAE (the same as disentkit's ``locatello``), as plain layers."""
+    enc = nn.Sequential(nn.Conv2d(1, 32, 4, 2, 1), nn.ReLU(), nn.Conv2d(32, 32, 4, 2, 1), nn.ReLU(),
+                        nn.Conv2d(32, 64, 2, 2), nn.ReLU(), nn.Conv2d(64, 64, 2, 2), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(1024, 256), nn.ReLU(), nn.Linear(256, 2 * latent))
+    dec = nn.Sequential(nn.Linear(latent, 256), nn.ReLU(), nn.Linear(256, 1024), nn.ReLU(),
+                        nn.Unflatten(1, (64, 4, 4)), nn.ConvTranspose2d(64, 64, 4, 2, 1), nn.ReLU(),
+                        nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(32, 32, 4, 2, 1),
+                        nn.ReLU(), nn.ConvTranspose2d(32, 1, 4, 2, 1))
+    return enc, dec
+
+
+def plain_loss(enc: nn.Module, dec: nn.Module, x: torch.Tensor, beta: float = 4.0):
+    mu, logvar = enc(x).chunk(2, 1)
+    z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+    logits = dec(z)
+    rec = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / len(x)
+    kl = 0.5 * (mu.square() + logvar.exp() - logvar - 1).sum(1).mean()
+    return rec + beta * kl, rec, kl
+
+
+def time_eager_loop(ds, device, batch: int, steps: int, warmup: int, repeats: int) -> list[float]:
+    """Seconds per step of the plain eager loop, one figure per timed window."""
+    enc, dec = (m.to(device) for m in plain_vae())
+    opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=1e-4)
+    n = ds.num_images
+
+    def run(k: int) -> None:
+        for i in range(k):
+            x = ds.images_at(torch.randint(0, n, (batch,), device=device), check=False)
+            loss, _, _ = plain_loss(enc, dec, x)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if i % 50 == 0:
+                loss.item()
+
+    run(warmup)
+    out = []
+    for _ in range(repeats):
+        sync(device)
+        t = time.perf_counter()
+        run(steps)
+        sync(device)
+        out.append((time.perf_counter() - t) / steps)
+    return out
+
+
+class PerSampleDataset(torch.utils.data.Dataset):
+    """The straightforward dataset: one image per ``__getitem__`` (collated by the DataLoader)."""
+
+    def __init__(self, ds) -> None:
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return self.ds.num_images
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.ds.images_at(torch.tensor([i]))[0]
+
+
+class PlainLightningVAE(L.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc, self.dec = plain_vae()
+
+    def training_step(self, x, batch_idx):
+        loss, rec, kl = plain_loss(self.enc, self.dec, x)
+        self.log_dict({"train/loss": loss, "train/reconstruction": rec, "train/kl": kl}, prog_bar=True)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=1e-4)
+
+
+class StepTimer(L.Callback):
+    """Times ``repeats`` windows of ``steps`` training batches after ``warmup`` batches."""
+
+    def __init__(self, warmup: int, steps: int, repeats: int, device: torch.device) -> None:
+        self.warmup, self.steps, self.repeats, self.device = warmup, steps, repeats, device
+        self.times: list[float] = []
+        self._t = 0.0
+        self._seen = 0
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        k = self._seen - self.warmup
+        if k >= 0 and k % self.steps == 0 and len(self.times) < self.repeats:
+            sync(self.device)
+            self._t = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self._seen += 1
+        k = self._seen - self.warmup
+        if k > 0 and k % self.steps == 0 and len(self.times) < self.repeats:
+            sync(self.device)
+            self.times.append((time.perf_counter() - self._t) / self.steps)
+
+    @property
+    def total(self) -> int:
+        return self.warmup + self.steps * self.repeats
+
+
+def time_lightning_dataloader(ds, device, batch: int, steps: int, warmup: int, repeats: int) -> list[float]:
+    timer = StepTimer(warmup, steps, repeats, device)
+    host = ds if device.type == "cpu" else _host_copy(ds)
+    loader = torch.utils.data.DataLoader(PerSampleDataset(host), batch_size=batch, shuffle=True, drop_last=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = L.Trainer(max_steps=timer.total, accelerator="gpu" if device.type == "cuda" else "cpu",
+                            devices=1, default_root_dir=tmp, callbacks=[timer], enable_progress_bar=False,
+                            enable_checkpointing=False, enable_model_summary=False)
+        trainer.fit(PlainLightningVAE(), train_dataloaders=loader)
+    return timer.times
+
+
+def _host_copy(ds):
+    host = get_dataset("dsprites_procedural")
+    host.packed = ds.packed.cpu()
+    return host
+
+
+def base_config(batch: int, model: str, **kw) -> TrainConfig:
+    hp = {"beta": 4.0} if model == "beta_vae" else {}
+    return TrainConfig(model=model, batch_size=batch, log_every=50, progress=False, threads=0,
+                       hparams=hp, **kw).validate()
+
+
+def time_disentkit(ds, device, batch: int, steps: int, warmup: int, repeats: int, model: str = "beta_vae",
+                   **options) -> list[float]:
+    """``disentkit train``'s path (VAEModule + RandomBatches + fit's Trainer), with speed options."""
+    timer = StepTimer(warmup, steps, repeats, device)
+    cfg = base_config(batch, model, steps=timer.total, **options)
+    d = {**cfg.to_dict(), "channels": 1, "factor_names": list(ds.factor_names), "num_images": ds.num_images}
+    torch.manual_seed(0)
+    module = VAEModule(d)
+    per_update = getattr(module, "steps_per_update", 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = make_trainer(cfg, Path(tmp), device, [timer], has_val=False, max_steps=timer.total * per_update)
+        trainer.fit(module, datamodule=FactorDataModule(ds, batch, 0, 0.0, 1, device))
+    return timer.times
+
+
+def time_ensemble(ds, device, batch: int, members: int, steps: int, warmup: int, repeats: int,
+                  rng: str = "member") -> list[float]:
+    timer = StepTimer(warmup, steps, repeats, device)
+    cfg = base_config(batch, "beta_vae", steps=timer.total, out=tempfile.mkdtemp(),
+                      ensemble=[f"seed={','.join(str(i) for i in range(members))}"], ensemble_rng=rng)
+    cfgs = [{**m.to_dict(), "channels": 1, "factor_names": list(ds.factor_names)} for m in expand_members(cfg)]
+    module = EnsembleModule(cfgs, rng=rng)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = make_trainer(cfg, Path(tmp), device, [timer], has_val=False)
+        trainer.fit(module, datamodule=EnsembleDataModule(ds, batch, [c["seed"] for c in cfgs], 0, 0.0, device, rng))
+    return timer.times
+
+
+# ----------------------------------------------------------------------------- stacking, forward + backward
+class GroupedVAE(nn.Module):
+    """M Locatello VAEs written as grouped convolutions (groups=M) and batched matmuls."""
+
+    def __init__(self, m: int, latent: int = 10) -> None:
+        super().__init__()
+        self.m, self.latent = m, latent
+        conv = lambda ci, co, k, p: nn.Conv2d(m * ci, m * co, k, 2, p, groups=m)  # noqa: E731
+        deconv = lambda ci, co: nn.ConvTranspose2d(m * ci, m * co, 4, 2, 1, groups=m)  # noqa: E731
+        self.convs = nn.ModuleList([conv(1, 32, 4, 1), conv(32, 32, 4, 1), conv(32, 64, 2, 0), conv(64, 64, 2, 0)])
+        self.deconvs = nn.ModuleList([deconv(64, 64), deconv(64, 32), deconv(32, 32), deconv(32, 1)])
+        lin = lambda i, o: nn.Parameter(torch.randn(m, i, o) / i ** 0.5)  # noqa: E731
+        self.w = nn.ParameterList([lin(1024, 256), lin(256, 2 * latent), lin(latent, 256), lin(256, 1024)])
+        self.b = nn.ParameterList([nn.Parameter(torch.zeros(m, 1, w.shape[-1])) for w in self.w])
+
+    def forward(self, x: torch.Tensor, eps: torch.Tensor):
+        m, b = x.shape[:2]
+        h = x.transpose(0, 1).reshape(b, m * x.shape[2], *x.shape[3:])      # (B, M·C, H, W)
+        for c in self.convs:
+            h = F.relu(c(h))
+        h = h.view(b, m, -1).transpose(0, 1)                                  # (M, B, 1024)
+        h = F.relu(torch.baddbmm(self.b[0], h, self.w[0]))
+        mu, logvar = torch.baddbmm(self.b[1], h, self.w[1]).chunk(2, -1)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        h = F.relu(torch.baddbmm(self.b[2], z, self.w[2]))
+        h = F.relu(torch.baddbmm(self.b[3], h, self.w[3]))                   # (M, B, 1024)
+        h = h.view(m, b, 64, 4, 4).transpose(0, 1).reshape(b, m * 64, 4, 4)
+        for i, d in enumerate(self.deconvs):
+            h = d(h) if i == 3 else F.relu(d(h))
+        logits = h.view(b, m, *x.shape[2:]).transpose(0, 1)
+        return mu, logvar, logits
+
+
+def time_stacked(kind: str, m: int, batch: int, steps: int, repeats: int) -> list[float]:
+    """Seconds per forward + backward of M models on (M, B) images: vmap / grouped / loop."""
+    from torch.func import vmap
+
+    from disentkit.models import GaussianVAE
+    from disentkit.train.ensemble import StackedVAE
+
+    x, eps = torch.rand(m, batch, 1, 64, 64).round(), torch.randn(m, batch, 10)
+
+    def loss_of(mu, logvar, logits, xi):
+        rec = F.binary_cross_entropy_with_logits(logits, xi, reduction="none").flatten(-3).sum(-1).mean(-1)
+        return rec + 0.5 * (mu.square() + logvar.exp() - logvar - 1).sum(-1).mean(-1)
+
+    if kind == "vmap":
+        stack = StackedVAE([GaussianVAE() for _ in range(m)])
+
+        def one(params, xi, ei):
+            out = stack.member_forward(params, xi, ei)
+            return loss_of(out.mu, out.logvar, out.logits, xi)
+
+        fn: Callable[[], torch.Tensor] = lambda: vmap(one)(stack.params(), x, eps).sum()  # noqa: E731
+    elif kind == "grouped":
+        g = GroupedVAE(m)
+        fn = lambda: loss_of(*g(x, eps), x).sum()  # noqa: E731
+    else:
+        vaes = [GaussianVAE() for _ in range(m)]
+
+        def fn() -> torch.Tensor:
+            total = x.new_zeros(())
+            for i, v in enumerate(vaes):
+                mu, logvar = v.encoder(x[i])
+                z = mu + torch.exp(0.5 * logvar) * eps[i]
+                total = total + loss_of(mu, logvar, v.decoder(z), x[i])
+            return total
+    for _ in range(2):
+        fn().backward()
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(steps):
+            fn().backward()
+        out.append((time.perf_counter() - t) / steps)
+    return out
+
+
+# ----------------------------------------------------------------------------- main
+def fmt_row(name: str, batch: int, sec: float, base: float | None, images: int | None = None) -> str:
+    """One table row; the ratio is images/s over the baseline's (which trains ``batch`` images a step)."""
+    images = images or batch
+    ratio = f"{(images / sec) / (batch / base):7.2f}x" if base else "      -"
+    return f"{name:<30}{batch:>6}{1 / sec:>10.1f}{images / sec:>12.0f}{ratio:>10}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--devices", default="auto", help="comma list of cpu,cuda (auto: cpu, plus cuda if present)")
+    ap.add_argument("--batches", default="64,256")
+    ap.add_argument("--members", default="1,2,4,8", help="ensemble sizes M (CPU); CUDA adds 16,32,64")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (set deliberately: shared machines)")
+    ap.add_argument("--steps", type=int, default=0, help="steps per timed window (0: 20 on CPU, 200 on CUDA)")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved timed windows per variant (best is kept)")
+    ap.add_argument("--compile", action="store_true", help="also time --compile on the CPU (slow to compile)")
+    ap.add_argument("--bf16", action="store_true", help="also time bf16-mixed on the CPU (≈ 8x slower on CPUs "
+                                                        "without native bf16, e.g. AVX-only)")
+    ap.add_argument("--skip", default="", help="comma list of sections to skip: single,ensemble,stacked")
+    ap.add_argument("--quick", action="store_true", help="smoke run: few steps, batch 64, M ≤ 2")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    quiet_lightning()
+    warnings.filterwarnings("ignore")
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.devices == "auto" \
+        else args.devices.split(",")
+    batches = [64] if args.quick else [int(b) for b in args.batches.split(",")]
+    skip = set(args.skip.split(","))
+    print(f"# bench_train: torch {torch.__version__}, lightning {L.__version__}, CPU threads {args.threads}"
+          + (f", GPU {torch.cuda.get_device_name()}" if "cuda" in devices else ""))
+    for dev_name in devices:
+        device = torch.device(dev_name)
+        cuda = device.type == "cuda"
+        steps = args.steps or (3 if args.quick else (200 if cuda else 20))
+        warmup = 2 if args.quick else (30 if cuda else 5)
+        repeats = 1 if args.quick else args.repeats
+        ds = load_data(device)
+
+        def best(fns: dict[str, Callable[[], list[float]]]) -> dict[str, float]:
+            """Best-of-``repeats`` seconds/step, the variants interleaved round by round so that drifting
+            load on a shared machine hits them alike (the minimum is the least disturbed window)."""
+            times: dict[str, list[float]] = {k: [] for k in fns}
+            for _ in range(repeats):
+                for k, fn in fns.items():
+                    try:
+                        times[k] += fn()
+                    except Exception as e:  # an option this machine cannot run: say so, keep going
+                        print(f"# {k}: failed: {type(e).__name__}: {str(e).splitlines()[0][:100]}", flush=True)
+                        times[k] = [float("nan")]
+            return {k: min(v) for k, v in times.items()}
+
+        if "single" not in skip:
+            print(f"\n## single model, {device}  (best of {repeats} interleaved windows of {steps} steps; "
+                  f"ratios: images/s over the eager loop's and over lightning+DataLoader's)")
+            print(f"{'path':<30}{'batch':>6}{'steps/s':>10}{'images/s':>12}{'vs eager':>10}{'vs L+DL':>10}")
+            for b in batches:
+                variants: dict[str, Callable[[], list[float]]] = {
+                    "eager loop (baseline)": lambda b=b: time_eager_loop(ds, device, b, steps, warmup, 1),
+                    "lightning+DataLoader": lambda b=b: time_lightning_dataloader(ds, device, b, steps, warmup, 1),
+                }
+                opts: list[tuple[str, dict]] = [("disentkit", {}), ("disentkit --channels-last", {"channels_last": True})]
+                if cuda or args.bf16:
+                    opts.append(("disentkit bf16-mixed", {"precision": "bf16-mixed"}))
+                if args.compile or cuda:
+                    opts.append(("disentkit --compile", {"compile": "default"}))
+                if cuda:
+                    opts += [("disentkit --compile reduce-ovh", {"compile": "reduce-overhead"}),
+                             ("disentkit --cuda-graphs", {"cuda_graphs": True}),
+                             ("disentkit --cuda-graphs bf16", {"cuda_graphs": True, "precision": "bf16-mixed"})]
+                if "factor_vae" in OBJECTIVES:
+                    opts.append(("disentkit factor_vae", {"model": "factor_vae"}))
+                for name, o in opts:
+                    w = warmup + (10 if "compile" in o else 0)
+                    variants[name] = lambda b=b, o=o, w=w: time_disentkit(ds, device, b, steps, w, 1, **o)
+                res = best(variants)
+                base, naive = res["eager loop (baseline)"], res["lightning+DataLoader"]
+                for name, sec in res.items():
+                    print(fmt_row(name, b, sec, base) + f"{naive / sec:>9.2f}x", flush=True)
+
+        if "ensemble" not in skip:
+            ms = [int(m) for m in args.members.split(",")] + ([16, 32, 64] if cuda else [])
+            ms = [m for m in ms if m <= 2] if args.quick else ms
+            b = 64
+            variants = {"eager loop (baseline)": lambda: time_eager_loop(ds, device, b, steps, warmup, 1)}
+            for m in ms:
+                for rng in (("member", "shared") if cuda else ("member",)):
+                    k = max(2, steps // max(1, m // 2))
+                    variants[f"ensemble M={m}" + (f" rng={rng}" if cuda else "")] = \
+                        lambda m=m, rng=rng, k=k: time_ensemble(ds, device, b, m, k, warmup, 1, rng)
+            res = best(variants)
+            base = res["eager loop (baseline)"]
+            print(f"\n## fused ensembles (beta_vae), {device}, batch {b} per member  (aggregate images/s; "
+                  f"ratio over one eager loop = M models trained one after another)")
+            print(f"{'path':<30}{'batch':>6}{'steps/s':>10}{'images/s':>12}{'vs eager':>10}")
+            for name, sec in res.items():
+                m = int(name.split("M=")[1].split()[0]) if "M=" in name else 1
+                print(fmt_row(name, b, sec, base, m * b), flush=True)
+
+        if "stacked" not in skip and not cuda:
+            ms = [2] if args.quick else [m for m in (2, 4, 8) if m <= max(int(x) for x in args.members.split(","))]
+            print(f"\n## stacking M models, forward + backward only, CPU, batch 64 per member (aggregate images/s)")
+            print(f"{'M':>3}{'vmap':>12}{'grouped':>12}{'loop':>12}")
+            for m in ms:
+                k = 2 if args.quick else max(2, steps // m)
+                row = [m * 64 / min(time_stacked(kind, m, 64, k, repeats)) for kind in ("vmap", "grouped", "loop")]
+                print(f"{m:>3}" + "".join(f"{v:>12.0f}" for v in row), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,444 @@
+"""Fused ensembles: M VAEs trained at once in one process, their parameters stacked on a member axis.
+
+``disentkit train --ensemble seed=0,1,2 beta=1,4,8`` trains every member of the grid together.
+Each parameter of the M members is one tensor of shape (M, ...) (``torch.func.stack_module_state``);
+one forward is ``vmap`` over ``functional_call`` of a single template VAE, so convolutions become
+grouped convolutions and linear layers batched matmuls: one kernel serves all M members. Per-member
+hyperparameters (β, γ, …) are (M,) tensors fed through the same ``vmap``, so one graph serves a
+whole grid. The loss minimised is the sum of the members' losses; members share no parameter, so
+each member's gradient is exactly its own loss's gradient, and because Adam is elementwise, one Adam
+over the stacked tensors is M independent Adams (same lr, betas, eps).
+
+Random streams are per member and match a single ``disentkit train`` run with the member's seed:
+the initial weights come from ``torch.manual_seed(seed)`` in the same order as :class:`VAEModule`
+builds them, the batch indices from a generator seeded with the seed (as :class:`RandomBatches`),
+and the reparameterization noise continues the global stream where initialisation left it (CPU) or
+starts the CUDA stream at the seed (CUDA). So member i reproduces model i trained alone, to float
+tolerance (``tests/test_ensemble.py``). ``ensemble_rng: shared`` trades that for two random draws a
+step instead of 2·M (faster for large M on a GPU; statistically the same training).
+
+Each member is saved as an ordinary checkpoint (``<out>/<member>/model.safetensors`` + its own
+``config.yaml``) that ``disentkit evaluate`` and ``report`` accept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import itertools
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import lightning as L
+import torch
+import yaml
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from ..data import FactorDataset
+from ..errors import DisentkitError
+from ..models import GaussianVAE, VAEOutput, get_objective
+from .checkpoint import save_checkpoint
+from .config import TrainConfig
+from .datamodule import split_indices
+from .module import _should_log
+
+MODES = ("product", "zip")
+IMPLS = ("auto", "vmap", "loop")
+RNG_MODES = ("member", "shared")
+MEMBER_LOGS = ("loss", "reconstruction", "kl", "elbo")
+
+
+# ----------------------------------------------------------------------------- the member grid
+def parse_ensemble(spec: Any) -> dict[str, list]:
+    """``["seed=0,1,2", "beta=1,4"]`` (CLI), ``"seed=0,1 beta=4"`` or ``{"seed": [0, 1]}`` (YAML)
+    -> ``{"seed": ["0", "1", "2"], "beta": ["1", "4"]}`` (values typed later, per hyperparameter)."""
+    if spec is None:
+        return {}
+    if isinstance(spec, dict):
+        out = {}
+        for k, v in spec.items():
+            vals = v if isinstance(v, (list, tuple)) else str(v).split(",")
+            out[str(k).replace("-", "_")] = [str(x).strip() for x in vals if str(x).strip()]
+        return out
+    items = spec.split() if isinstance(spec, str) else list(spec)
+    out: dict[str, list] = {}
+    for item in items:
+        if "=" not in item:
+            raise DisentkitError(f"--ensemble expects NAME=V1,V2,... items (e.g. seed=0,1,2 beta=1,4), got {item!r}")
+        name, values = item.split("=", 1)
+        vals = [v.strip() for v in values.split(",") if v.strip()]
+        if not vals:
+            raise DisentkitError(f"--ensemble {name}= has no values; give e.g. {name}=1,4,8")
+        out[name.strip().replace("-", "_")] = vals
+    return out
+
+
+def expand_members(config: TrainConfig) -> list[TrainConfig]:
+    """One validated single-run config per member: the base config with the member's seed and
+    hyperparameters, combined as the Cartesian product (``product``) or element-wise (``zip``)."""
+    grid = parse_ensemble(config.ensemble)
+    if not grid:
+        raise DisentkitError("--ensemble needs at least one NAME=VALUES item, e.g. --ensemble seed=0,1,2 beta=1,4")
+    declared = {p.name: p for p in get_objective(config.model).hparams}
+    allowed = ["seed", *declared]
+    typed: dict[str, list] = {}
+    for name, vals in grid.items():
+        if name not in allowed:
+            raise DisentkitError(f"--ensemble {name}=... is not a per-member option of {config.model}; "
+                                 f"choose among: {', '.join(allowed)} (other options are shared by all members)")
+        typ = int if name == "seed" else declared[name].type
+        try:
+            typed[name] = [typ(float(v)) if typ is int else typ(v) for v in vals]
+        except (TypeError, ValueError):
+            raise DisentkitError(f"--ensemble {name}= expects {typ.__name__} values, got {','.join(vals)}") from None
+    if config.ensemble_mode not in MODES:
+        raise DisentkitError(f"--ensemble-mode must be one of {', '.join(MODES)}, got {config.ensemble_mode!r}")
+    if config.ensemble_impl not in IMPLS:
+        raise DisentkitError(f"--ensemble-impl must be one of {', '.join(IMPLS)}, got {config.ensemble_impl!r}")
+    if config.ensemble_rng not in RNG_MODES:
+        raise DisentkitError(f"--ensemble-rng must be one of {', '.join(RNG_MODES)}, got {config.ensemble_rng!r}")
+    names = list(typed)
+    if config.ensemble_mode == "product":
+        combos = list(itertools.product(*(typed[n] for n in names)))
+    else:
+        lengths = {len(v) for v in typed.values()} - {1}
+        if len(lengths) > 1:
+            raise DisentkitError("--ensemble-mode zip needs every NAME=VALUES list to have the same length "
+                                 f"(or one value); got lengths {', '.join(f'{n}:{len(typed[n])}' for n in names)}")
+        m = lengths.pop() if lengths else 1
+        combos = [tuple(typed[n][i if len(typed[n]) > 1 else 0] for n in names) for i in range(m)]
+    members = []
+    for i, combo in enumerate(combos):
+        values = dict(zip(names, combo))
+        d = config.to_dict()
+        d.update(ensemble=None, seed=values.pop("seed", config.seed),
+                 hparams={**config.hparams, **values})
+        tag = "-".join(f"{k}{_fmt(v)}" for k, v in zip(names, combo))
+        d["out"] = str(Path(config.out) / f"m{i:02d}-{tag}")
+        members.append(TrainConfig.from_dict(d).validate())
+    return members
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+# ----------------------------------------------------------------------------- the stacked model
+class StackedVAE(nn.Module):
+    """M :class:`GaussianVAE` of one architecture, parameters stacked as (M, ...) tensors.
+
+    ``names`` are the single VAE's parameter names (``encoder.conv.0.weight`` …); ``member_state(i)``
+    returns member i's ordinary state dict.
+    """
+
+    def __init__(self, vaes: list[GaussianVAE]) -> None:
+        super().__init__()
+        params, buffers = stack_module_state(vaes)
+        if buffers:
+            raise DisentkitError("ensembles support VAEs without buffers (e.g. no batch norm) for now")
+        self.num_members = len(vaes)
+        self.latent_dim = vaes[0].latent_dim
+        self.names = list(params)
+        self.stacked = nn.ParameterDict({n.replace(".", "__"): nn.Parameter(p.detach().clone())
+                                         for n, p in params.items()})
+        template = copy.deepcopy(vaes[0]).to("meta")
+        self._template = [template]  # a list: not registered as a submodule (it has no real weights)
+
+    def params(self) -> dict[str, torch.Tensor]:
+        return {n: self.stacked[n.replace(".", "__")] for n in self.names}
+
+    def member_state(self, i: int) -> dict[str, torch.Tensor]:
+        return {n: self.stacked[n.replace(".", "__")][i].detach() for n in self.names}
+
+    def load_member(self, i: int, state: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for n in self.names:
+                self.stacked[n.replace(".", "__")][i].copy_(state[n])
+
+    def member_forward(self, params: dict[str, torch.Tensor], x: torch.Tensor, eps: torch.Tensor) -> VAEOutput:
+        """One member's VAE forward (to be vmapped): z = μ + σ·ε with the given noise ε."""
+        t = self._template[0]
+        enc = {k[len("encoder."):]: v for k, v in params.items() if k.startswith("encoder.")}
+        dec = {k[len("decoder."):]: v for k, v in params.items() if k.startswith("decoder.")}
+        mu, logvar = functional_call(t.encoder, enc, (x,))
+        z = mu + torch.exp(0.5 * logvar) * eps
+        return VAEOutput(mu, logvar, z, functional_call(t.decoder, dec, (z,)))
+
+    def encode_mean(self, x: torch.Tensor) -> torch.Tensor:
+        """μ(x) of every member, (M, B, D), for x of shape (M, B, C, H, W)."""
+        t = self._template[0]
+
+        def one(params, xi):
+            enc = {k[len("encoder."):]: v for k, v in params.items() if k.startswith("encoder.")}
+            return functional_call(t.encoder, enc, (xi,))[0]
+
+        return vmap(one)(self.params(), x)
+
+
+@contextlib.contextmanager
+def hparams_as(objective: nn.Module, values: dict[str, torch.Tensor]) -> Iterator[None]:
+    """Temporarily replace an objective's hyperparameter attributes (e.g. ``beta``) by tensors."""
+    saved = {k: getattr(objective, k) for k in values}
+    try:
+        for k, v in values.items():
+            object.__setattr__(objective, k, v)
+        yield
+    finally:
+        for k, v in saved.items():
+            object.__setattr__(objective, k, v)
+
+
+# ----------------------------------------------------------------------------- data
+class EnsembleBatches:
+    """Endless (M, B, C, H, W) batches: member i's indices drawn as :class:`RandomBatches` draws them
+    for seed i (``rng="member"``), or all members' indices in one draw (``rng="shared"``)."""
+
+    def __init__(self, dataset: FactorDataset, indices: torch.Tensor | None, batch_size: int,
+                 seeds: list[int], device: str | torch.device = "cpu", rng: str = "member") -> None:
+        self.dataset, self.batch_size, self.seeds, self.rng = dataset, batch_size, list(seeds), rng
+        self.device = torch.device(device)
+        self.indices = None if indices is None else indices.to(self.device)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        m, b = len(self.seeds), self.batch_size
+        n = self.dataset.num_images if self.indices is None else len(self.indices)
+        if self.rng == "member":
+            gens = [torch.Generator(device=self.device).manual_seed(s) for s in self.seeds]
+        else:
+            gens = [torch.Generator(device=self.device).manual_seed(_shared_seed(self.seeds))]
+        while True:
+            if self.rng == "member":
+                pick = torch.stack([torch.randint(0, n, (b,), generator=g, device=self.device) for g in gens])
+            else:
+                pick = torch.randint(0, n, (m, b), generator=gens[0], device=self.device)
+            idx = pick if self.indices is None else self.indices[pick]
+            images = self.dataset.images_at(idx.flatten(), check=False)  # in range: no device sync
+            yield images.view(m, b, *images.shape[1:])
+
+
+def _shared_seed(seeds: list[int]) -> int:
+    return hash(tuple(seeds)) % (2 ** 31)
+
+
+class EnsembleDataModule(L.LightningDataModule):
+    def __init__(self, dataset: FactorDataset, batch_size: int, seeds: list[int], split_seed: int,
+                 val_fraction: float, device: str | torch.device, rng: str) -> None:
+        super().__init__()
+        self.dataset, self.batch_size, self.seeds, self.device, self.rng = dataset, batch_size, seeds, device, rng
+        self.train_idx, _ = split_indices(dataset.num_images, val_fraction, split_seed)
+
+    def train_dataloader(self) -> EnsembleBatches:
+        return EnsembleBatches(self.dataset, self.train_idx, self.batch_size, self.seeds, self.device, self.rng)
+
+
+# ----------------------------------------------------------------------------- the LightningModule
+class EnsembleModule(L.LightningModule):
+    """M members of one objective, trained as one stacked model with one Adam."""
+
+    def __init__(self, member_configs: list[dict[str, Any]], rng: str = "member",
+                 init_states: list[dict[str, torch.Tensor]] | None = None) -> None:
+        super().__init__()
+        self.member_configs = member_configs
+        base = member_configs[0]
+        cls = get_objective(base["model"])
+        if getattr(cls, "manual_optimization", False):
+            raise DisentkitError(f"--ensemble does not support {base['model']} yet (it trains extra optimizers); "
+                                 "train its members one by one")
+        vaes, self._cpu_noise_states = [], []
+        objective = None
+        for cfg in member_configs:
+            # The same construction order and RNG use as VAEModule under L.seed_everything(seed).
+            torch.manual_seed(int(cfg["seed"]))
+            vaes.append(GaussianVAE(cfg["architecture"], int(cfg["channels"]), int(cfg["latent_dim"])))
+            obj = _build_objective(cls, cfg)
+            if any(True for _ in obj.parameters()):
+                raise DisentkitError(f"--ensemble does not support {base['model']} yet (its objective has weights)")
+            objective = objective or obj
+            self._cpu_noise_states.append(torch.get_rng_state())
+        if init_states:
+            for vae, state in zip(vaes, init_states):
+                vae.load_state_dict(state)
+        self.stack = StackedVAE(vaes)
+        self.objective = objective
+        self.rng = rng
+        # real-valued hyperparameters become (M,) tensors; others (ints, choices) must agree across members
+        self.hp_names = [p.name for p in cls.hparams if p.type is float]
+        for p in cls.hparams:
+            if p.name not in self.hp_names and len({str(c["hparams"].get(p.name)) for c in member_configs}) > 1:
+                raise DisentkitError(f"--ensemble {p.name}=... must be the same for all members "
+                                     "(only real-valued hyperparameters can differ)")
+        for name in self.hp_names:
+            vals = [float(c["hparams"][name]) for c in member_configs]
+            self.register_buffer(f"hp_{name}", torch.tensor(vals, dtype=torch.float32))
+        self._noise_gens: list[torch.Generator] = []
+        self._loss_fn = vmap(self._member_loss, in_dims=(0, 0, 0, 0, None))
+        self._compiled = None
+
+    @property
+    def num_members(self) -> int:
+        return self.stack.num_members
+
+    def hparam_tensors(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, f"hp_{name}") for name in self.hp_names}
+
+    def _member_loss(self, params, hp, x, eps, step):
+        out = self.stack.member_forward(params, x, eps)
+        with hparams_as(self.objective, hp):
+            terms = self.objective.loss(out, x, step)
+        return terms.loss, {k: terms.logs[k] for k in MEMBER_LOGS if k in terms.logs}
+
+    def losses(self, x: torch.Tensor, eps: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Per-member losses (M,) and logs {name: (M,)} for images (M, B, C, H, W) and noise (M, B, D)."""
+        if self.impl_for(x.device) == "loop":
+            return self._loop_losses(x, eps, step)
+        fn = self._loss_fn
+        if self.member_configs[0].get("compile", "off") not in ("off", None, False):
+            if self._compiled is None:
+                self._compiled = torch.compile(self._loss_fn, mode=_compile_mode(self.member_configs[0]["compile"]))
+            fn = self._compiled
+        return fn(self.stack.params(), self.hparam_tensors(), x, eps, step)
+
+    def impl_for(self, device: torch.device) -> str:
+        """``vmap`` (one grouped kernel per layer for all members: the GPU path) or ``loop`` (members one
+        after another over slices of the stacked tensors: faster on CPUs, where oneDNN's grouped
+        convolutions are slower than M ordinary ones — see benchmarks/bench_train.py)."""
+        impl = self.member_configs[0].get("ensemble_impl", "auto")
+        return ("vmap" if device.type == "cuda" else "loop") if impl == "auto" else impl
+
+    def _loop_losses(self, x: torch.Tensor, eps: torch.Tensor, step: int):
+        params, hp = self.stack.params(), self.hparam_tensors()
+        results = [self._member_loss({k: v[i] for k, v in params.items()}, {k: v[i] for k, v in hp.items()},
+                                     x[i], eps[i], step) for i in range(self.num_members)]
+        loss = torch.stack([r[0] for r in results])
+        return loss, {k: torch.stack([r[1][k] for r in results]) for k in results[0][1]}
+
+    # -- random streams
+    def on_fit_start(self) -> None:
+        self._noise_gens = self.make_noise_generators(self.device)
+
+    def make_noise_generators(self, device: torch.device) -> list[torch.Generator]:
+        """One noise generator per member continuing its single run's stream (see module docstring)."""
+        device = torch.device(device)
+        seeds = [int(c["seed"]) for c in self.member_configs]
+        if self.rng == "shared":
+            return [torch.Generator(device=device).manual_seed(_shared_seed(seeds) + 1)]
+        gens = []
+        for seed, state in zip(seeds, self._cpu_noise_states):
+            g = torch.Generator(device=device)
+            if device.type == "cpu":
+                g.set_state(state)
+            else:  # torch.manual_seed(seed) seeds the device's stream; initialisation ran on the CPU
+                g.manual_seed(seed)
+            gens.append(g)
+        return gens
+
+    def draw_noise(self, batch_size: int, device: torch.device) -> torch.Tensor:
+        m, d = self.num_members, self.stack.latent_dim
+        if not self._noise_gens:
+            self._noise_gens = self.make_noise_generators(device)
+        if self.rng == "shared":
+            return torch.randn((m, batch_size, d), generator=self._noise_gens[0], device=device)
+        return torch.stack([torch.randn((batch_size, d), generator=g, device=device) for g in self._noise_gens])
+
+    # -- Lightning hooks
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        eps = self.draw_noise(batch.shape[1], batch.device)
+        loss, logs = self.losses(batch, eps, self.global_step)
+        if _should_log(self):
+            names = [c["out"].rsplit("/", 1)[-1].split("-", 1)[0] for c in self.member_configs]
+            for k, v in logs.items():
+                v = v.detach()
+                for i, name in enumerate(names):
+                    self.log(f"train/{name}/{k}", v[i], on_step=True, on_epoch=False,
+                             batch_size=batch.shape[1])
+            self.log("train/mean_loss", loss.detach().mean(), on_step=True, on_epoch=False, prog_bar=True,
+                     batch_size=batch.shape[1])
+        return loss.sum()
+
+    def configure_optimizers(self):
+        from .fast import make_adam
+
+        return make_adam(list(self.stack.parameters()), float(self.member_configs[0]["lr"]))
+
+    def export_member(self, i: int) -> dict[str, torch.Tensor]:
+        """Member i as a single run's checkpoint state: ``vae.*`` (+ ``objective.*``, empty here)."""
+        return {f"vae.{k}": v for k, v in self.stack.member_state(i).items()}
+
+
+def _build_objective(cls, cfg: dict[str, Any]):
+    """The member's objective, built with the same arguments VAEModule passes (those it accepts)."""
+    import inspect
+
+    accepted = inspect.signature(cls.__init__).parameters
+    extra = {k: v for k, v in (("latent_dim", int(cfg["latent_dim"])), ("dataset_size", cfg.get("num_images")))
+             if k in accepted}
+    return cls(reconstruction=cfg["reconstruction"], **extra, **cfg["hparams"])
+
+
+def _compile_mode(value: Any) -> str | None:
+    return None if value in (True, "on", "default") else str(value)
+
+
+class EnsembleCheckpoint(L.Callback):
+    """Writes each member's ``last.safetensors`` every ``every`` steps and ``model.safetensors`` at the end."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+
+    def _save(self, module: EnsembleModule, name: str) -> None:
+        for i, cfg in enumerate(module.member_configs):
+            save_checkpoint(Path(cfg["out"]) / name, module.export_member(i), cfg, step=module.global_step)
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if self.every and step % self.every == 0 and step < trainer.max_steps:
+            self._save(module, "last.safetensors")
+
+    def on_train_end(self, trainer, module) -> None:
+        self._save(module, "model.safetensors")
+        for cfg in module.member_configs:
+            (Path(cfg["out"]) / "last.safetensors").unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- fit
+def fit_ensemble(config: TrainConfig) -> Path:
+    """Train every member of ``config.ensemble`` at once; returns the ensemble's run folder, which holds
+    ``ensemble.yaml``, the logs, and one ordinary run folder per member."""
+    from ..data import get_dataset
+    from .checkpoint import read_checkpoint
+    from .run import make_trainer, place_dataset, prepare_run_dir, quiet_lightning, resolve_device, set_threads
+
+    config.validate()
+    members = expand_members(config)
+    if config.val_fraction > 0:
+        raise DisentkitError("--val-fraction is not supported with --ensemble yet; drop it (members train on all images)")
+    run_dir = prepare_run_dir(config.out, config.overwrite)
+    for m in members:
+        prepare_run_dir(m.out, config.overwrite)
+    set_threads(config.threads)
+    device = resolve_device(config.device)
+    quiet_lightning()
+    dataset = place_dataset(get_dataset(config.dataset), device)
+    extra = dict(channels=dataset.observation_shape[0], factor_names=list(dataset.factor_names))
+    cfgs = [{**m.to_dict(), **extra} for m in members]
+    init_states = None
+    if config.init_from:
+        state, saved, _ = read_checkpoint(config.init_from)
+        for key in ("architecture", "latent_dim", "channels"):
+            if saved.get(key) != cfgs[0].get(key):
+                raise DisentkitError(f"--init-from {config.init_from}: checkpoint has {key}={saved.get(key)!r} but "
+                                     f"this run has {key}={cfgs[0].get(key)!r}")
+        init_states = [{k[4:]: v for k, v in state.items() if k.startswith("vae.")}] * len(cfgs)
+    module = EnsembleModule(cfgs, rng=config.ensemble_rng, init_states=init_states)
+    for cfg in cfgs:
+        (Path(cfg["out"]) / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    summary = {**config.to_dict(), "ensemble": parse_ensemble(config.ensemble),
+               "members": [{"out": c["out"], "seed": c["seed"], "hparams": c["hparams"]} for c in cfgs]}
+    (run_dir / "ensemble.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(summary)), sort_keys=False))
+    data = EnsembleDataModule(dataset, config.batch_size, [c["seed"] for c in cfgs], config.seed,
+                              0.0, device, config.ensemble_rng)
+    trainer = make_trainer(config, run_dir, device, [EnsembleCheckpoint(config.checkpoint_every)], has_val=False)
+    trainer.fit(module, datamodule=data)
+    return run_dir

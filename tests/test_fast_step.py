@@ -1,0 +1,77 @@
+"""The speed options change how a step runs, not what it computes: same seed, same (or close) losses."""
+
+import csv
+
+import pytest
+import torch
+
+from disentkit.errors import DisentkitError
+from disentkit.train import TrainConfig, fit, load_checkpoint
+from disentkit.train.fast import CapturedStep, make_adam
+
+BASE = dict(steps=5, batch_size=8, log_every=1, threads=1, progress=False, latent_dim=4, seed=11,
+            hparams={"beta": 4.0})
+
+
+def _losses(run):
+    with open(run / "csv" / "metrics.csv") as f:
+        return [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    return fit(TrainConfig(out=str(tmp_path_factory.mktemp("ref") / "r"), **BASE))
+
+
+def test_captured_step_path_matches_plain_training(reference, tmp_path):
+    """--cuda-graphs runs the step through CapturedStep (uncaptured on a CPU): identical training."""
+    run = fit(TrainConfig(out=str(tmp_path / "g"), cuda_graphs=True, **BASE))
+    assert _losses(run) == pytest.approx(_losses(reference), rel=1e-6)
+    a, b = load_checkpoint(reference).state, load_checkpoint(run).state
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-7)
+
+
+def test_channels_last_and_bf16_train_alike(reference, tmp_path):
+    ref = _losses(reference)
+    nhwc = _losses(fit(TrainConfig(out=str(tmp_path / "c"), channels_last=True, **BASE)))
+    assert nhwc == pytest.approx(ref, rel=1e-4)
+    bf16 = _losses(fit(TrainConfig(out=str(tmp_path / "b"), precision="bf16-mixed", **BASE)))
+    assert len(bf16) == len(ref) and bf16 == pytest.approx(ref, rel=0.05)
+
+
+def test_captured_step_object_steps_like_eager():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(3, 2)
+    twin = torch.nn.Linear(3, 2)
+    twin.load_state_dict(lin.state_dict())
+    loss_fn = lambda m: (lambda x: (m(x).square().mean(), {"out": m(x).sum()}))  # noqa: E731
+    step = CapturedStep(loss_fn(lin), list(lin.parameters()), make_adam(list(lin.parameters()), 0.1),
+                        torch.zeros(4, 3), capture=False)
+    opt = make_adam(list(twin.parameters()), 0.1)
+    for _ in range(3):
+        x = torch.randn(4, 3)
+        loss, logs = step(x)
+        opt.zero_grad()
+        ref = twin(x).square().mean()
+        ref.backward()
+        opt.step()
+        assert torch.equal(loss, ref.detach()) and "out" in logs
+    assert torch.equal(lin.weight, twin.weight)
+
+
+def test_speed_flag_validation():
+    with pytest.raises(DisentkitError, match="--precision"):
+        TrainConfig(precision="fp8").validate()
+    with pytest.raises(DisentkitError, match="--compile"):
+        TrainConfig(compile="fastest").validate()
+    with pytest.raises(DisentkitError, match="exclude each other"):
+        TrainConfig(compile="default", cuda_graphs=True).validate()
+    assert TrainConfig(compile=True).validate().compile == "default"
+
+
+@pytest.mark.slow
+def test_compiled_step_trains_alike(reference, tmp_path):
+    """torch.compile of the loss (forward and backward through AOTAutograd) on the CPU."""
+    run = fit(TrainConfig(out=str(tmp_path / "k"), compile="default", **BASE))
+    assert _losses(run) == pytest.approx(_losses(reference), rel=1e-3)
