@@ -203,17 +203,16 @@ class EnsembleBatches:
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         m, b = len(self.seeds), self.batch_size
-        n = self.dataset.num_images if self.indices is None else len(self.indices)
         if self.rng == "member":
             gens = [torch.Generator(device=self.device).manual_seed(s) for s in self.seeds]
         else:
             gens = [torch.Generator(device=self.device).manual_seed(_shared_seed(self.seeds))]
+        draw = self.dataset.sample_training_indices  # uniform, or a dataset's own training joint
         while True:
             if self.rng == "member":
-                pick = torch.stack([torch.randint(0, n, (b,), generator=g, device=self.device) for g in gens])
+                idx = torch.stack([draw(b, g, self.indices) for g in gens])
             else:
-                pick = torch.randint(0, n, (m, b), generator=gens[0], device=self.device)
-            idx = pick if self.indices is None else self.indices[pick]
+                idx = draw(m * b, gens[0], self.indices)
             images = self.dataset.images_at(idx.flatten(), check=False)  # in range: no device sync
             yield images.view(m, b, *images.shape[1:])
 
