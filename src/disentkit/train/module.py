@@ -23,9 +23,17 @@ class VAEModule(L.LightningModule):
         self.config = config
         self.vae = GaussianVAE(config["architecture"], int(config["channels"]), int(config["latent_dim"]))
         cls = get_objective(config["model"])
-        self.objective = cls(reconstruction=config["reconstruction"], **config["hparams"])
+        self.objective = cls(reconstruction=config["reconstruction"], latent_dim=int(config["latent_dim"]),
+                             dataset_size=config.get("num_images"), **config["hparams"])
         if getattr(self.objective, "manual_optimization", False):
             self.automatic_optimization = False
+        self.steps_per_update = self.objective.optimizer_steps_per_update()
+
+    @property
+    def vae_step(self) -> int:
+        """Number of VAE updates so far (``global_step`` counts every optimizer's steps when an
+        objective steps several optimizers by hand, e.g. FactorVAE's VAE + discriminator)."""
+        return self.global_step // self.steps_per_update
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.vae.encode_mean(x)
@@ -34,12 +42,12 @@ class VAEModule(L.LightningModule):
         if not self.automatic_optimization:
             terms = self.objective.manual_step(self, batch)
         else:
-            terms = self.objective.loss(self.vae(batch), batch, self.global_step)
+            terms = self.objective.loss(self.vae(batch), batch, self.vae_step)
         self._log_terms("train", terms, on_step=True, prog_bar=True)
         return terms.loss if self.automatic_optimization else None
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
-        terms: LossTerms = self.objective.loss(self.vae(batch), batch, self.global_step)
+        terms: LossTerms = self.objective.loss(self.vae(batch), batch, self.vae_step)
         self._log_terms("val", terms, on_step=False, prog_bar=False)
 
     def _log_terms(self, stage: str, terms: LossTerms, on_step: bool, prog_bar: bool) -> None:

@@ -70,7 +70,8 @@ def fit(config: TrainConfig) -> Path:
 
     dataset = get_dataset(config.dataset)
     cfg = config.to_dict()
-    cfg.update(channels=dataset.observation_shape[0], factor_names=list(dataset.factor_names))
+    cfg.update(channels=dataset.observation_shape[0], factor_names=list(dataset.factor_names),
+               num_images=dataset.num_images)
     module = VAEModule(cfg)
     if config.init_from:
         init_from_checkpoint(module, config.init_from)
@@ -79,7 +80,7 @@ def fit(config: TrainConfig) -> Path:
     data = FactorDataModule(dataset, config.batch_size, config.seed, config.val_fraction, config.val_batches, device)
     has_val = config.val_fraction > 0
     trainer = L.Trainer(
-        max_steps=config.steps,
+        max_steps=config.steps * module.steps_per_update,  # global_step counts every optimizer's steps
         accelerator="gpu" if device.type == "cuda" else "cpu",
         devices=1,
         logger=[TensorBoardLogger(run_dir, name="tb", version="", default_hp_metric=False),
