@@ -7,7 +7,7 @@ that share information with others and falls for clean ones. Each training step 
   Ĉ     ← m·Ĉ + (1 − m)·C_t                                 running estimate (Ĉ = C_1 at the start)
   ρ_jk  = Ĉ_jk / √(Ĉ_jj Ĉ_kk)                               correlation, clipped to |ρ| ≤ 0.999
   I_jk  = −½ log(1 − ρ_jk²)                                 pairwise TC (MI) of a Gaussian pair, nats
-  e_j   = tanh(Σ_{k≠j} I_jk / τ) ∈ [0, 1)                   entanglement score of latent j
+  e_j   = tanh(max_{k≠j} I_jk / τ) ∈ [0, 1)                 entanglement score of latent j
   β_j   = β · exp(κ·(e_j − mean_k e_k))                     after ``beta_warmup`` VAE updates; β before
 
 So β_j ∈ [β·e^{−κ}, β·e^{κ}] and the geometric mean of the β_j stays β: the total pressure is β-VAE's,
@@ -36,8 +36,11 @@ def pairwise_gaussian_mi(cov: torch.Tensor) -> torch.Tensor:
 
 
 def adaptive_betas(cov: torch.Tensor, beta: float, kappa: float, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(β_j, e_j) from a covariance of q(z): β·exp(κ(e_j − ē)) with e_j = tanh(Σ_k I_jk / τ)."""
-    score = torch.tanh(pairwise_gaussian_mi(cov).sum(1) / tau)
+    """(β_j, e_j) from a covariance of q(z): β·exp(κ(e_j − ē)) with e_j = tanh(max_k I_jk / τ).
+
+    The max over partners (rather than a sum) keeps the score independent of the latent count and
+    undiluted by collapsed latents, which correlate with nothing."""
+    score = torch.tanh(pairwise_gaussian_mi(cov).max(1).values / tau)
     return beta * torch.exp(kappa * (score - score.mean())), score
 
 
@@ -48,7 +51,7 @@ class AdaptiveBetaVAE(Objective):
     hparams = (
         HParam("beta", 4.0, "adaptive β: geometric mean of the per-latent β_j", min=0.0),
         HParam("kappa", 1.0, "adaptive β: spread, β_j within β·e^{±κ}", min=0.0),
-        HParam("tau", 0.1, "adaptive β: scale (nats) of summed pairwise MI at which a latent counts as entangled",
+        HParam("tau", 0.1, "adaptive β: scale τ (nats) of a latent's largest pairwise MI; e_j = tanh(MI/τ)",
                min=1e-6),
         HParam("cov_momentum", 0.99, "adaptive β: EMA momentum of the latent covariance", min=0.0),
         HParam("beta_warmup", 200, "adaptive β: VAE updates with β_j = β before adapting", type=int, min=0),

@@ -70,12 +70,15 @@ class FactorVAE(Objective):
                "disentanglement_lib; second_batch = the paper's, each batch split in halves)", type=str,
                choices=("same_batch", "second_batch")),
         HParam("disc_lr", 1e-4, "FactorVAE: discriminator Adam learning rate (betas 0.5, 0.9)", min=0.0),
+        HParam("disc_hidden", 1000, "FactorVAE: discriminator width (the paper's 1000; smaller for quick tests)",
+               type=int, min=1),
+        HParam("disc_layers", 6, "FactorVAE: discriminator hidden layers (the paper's 6)", type=int, min=1),
     )
     manual_optimization = True
 
     def __init__(self, reconstruction: str = "bernoulli", latent_dim: int | None = None, **hp: Any) -> None:
         super().__init__(reconstruction, latent_dim=latent_dim, **hp)
-        self.discriminator = discriminator(latent_dim or 10)
+        self.discriminator = discriminator(latent_dim or 10, self.disc_hidden, self.disc_layers)
 
     def tc_estimate(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(TC estimate, D's logits on z): mean over the batch of logit₀ − logit₁ (Kim & Mnih eq. 3)."""
