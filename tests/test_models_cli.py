@@ -83,3 +83,12 @@ def test_bad_hyperparameters_are_one_line_errors(args, needle, tmp_path, capsys)
     assert main(["train", *args, "--out", str(tmp_path / "r"), *QUICK]) == 2
     err = capsys.readouterr().err
     assert needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_factor_vae_second_batch_permutation_trains(tmp_path):
+    """The paper's variant: half of each batch trains the VAE, the other half feeds q̄(z) to D."""
+    out = tmp_path / "fv2"
+    assert main(["train", "--model", "factor_vae", "--permutation", "second_batch", "--disc-hidden", "32",
+                 "--out", str(out), *QUICK]) == 0
+    ck = load_checkpoint(out)
+    assert ck.config["hparams"]["permutation"] == "second_batch" and ck.meta["step"] == "2"
