@@ -23,11 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from disentkit.data import register
+from disentkit.data import get_dataset, register
 from disentkit.data.dsprites_procedural import DSpritesProcedural
 from disentkit.metrics import mig, representation_function
 from disentkit.train import TrainConfig, fit, load_checkpoint
-from disentkit.data import get_dataset
 
 
 class CorrelatedPositions(DSpritesProcedural):
@@ -71,7 +70,7 @@ def last_logged(run: Path, n: int = 5) -> dict[str, float]:
 def zoo(args) -> None:
     hp = {"beta_vae": {"beta": 4.0}, "lambda_beta_vae": {"beta": 4.0, "lam": 4.0},
           "annealed_vae": {"c_max": 10.0, "anneal_steps": args.steps}, "adaptive_beta_vae": {"beta_warmup": 50}}
-    print(f"| model | reconstruction | KL | own terms | seconds |\n|---|---|---|---|---|")
+    print("| model | reconstruction | KL | own terms | seconds |\n|---|---|---|---|---|")
     for model, terms in OWN_TERMS.items():
         out = Path(args.out) / "zoo" / model
         t0 = time.time()
@@ -92,6 +91,8 @@ def compare(args) -> None:
     grid = get_dataset("dsprites_procedural")
     results = {}
     for model, hp in runs.items():
+        if args.models and model not in args.models.split(","):
+            continue
         out = Path(args.out) / "compare" / model
         t0 = time.time()
         fit(TrainConfig(model=model, dataset="dsprites_corr_bench", steps=args.steps, batch_size=args.batch_size,
@@ -105,8 +106,9 @@ def compare(args) -> None:
                           "kl": v["kl"], "seconds": seconds, "hparams": hp,
                           "betas": [v.get(f"beta/{j}") for j in range(10)] if model == "adaptive_beta_vae" else None}
         print(model, json.dumps(results[model]), flush=True)
-    Path(args.out, "compare", "results.json").write_text(json.dumps(results, indent=1))
-    print(f"\n| model | MIG | MIG posX | MIG posY | reconstruction | KL | seconds |\n|---|---|---|---|---|---|---|")
+    name = f"results_{args.models.replace(',', '_')}.json" if args.models else "results.json"
+    Path(args.out, "compare", name).write_text(json.dumps(results, indent=1))
+    print("\n| model | MIG | MIG posX | MIG posY | reconstruction | KL | seconds |\n|---|---|---|---|---|---|---|")
     for model, r in results.items():
         pf = r["mig_per_factor"]
         print(f"| {model} | {r['mig']:.3f} | {pf['posX']:.3f} | {pf['posY']:.3f} | {r['reconstruction']:.1f} | "
@@ -120,6 +122,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--models", default="", help="compare: comma-separated subset of the three models")
     p.add_argument("--out", default="runs/bench_models")
     args = p.parse_args()
     torch.set_num_threads(1)

@@ -18,7 +18,6 @@ import pytest
 import torch
 
 from disentkit.data import get_dataset
-from disentkit.models.base import batch_covariance
 from disentkit.train import TrainConfig, fit, load_checkpoint
 from disentkit.train.checkpoint import read_checkpoint, save_checkpoint
 from disentkit.train.module import VAEModule
