@@ -69,9 +69,20 @@ def _add_train_parser(sub) -> None:
                         "NAME is seed or a model hyperparameter; members are saved in <out>/mNN-.../")
     g = p.add_argument_group("model hyperparameters (each applies to the models named)")
     for hp, users in all_hparams().values():
-        g.add_argument(hp.flag, type=hp.type, dest=hp.name,
-                       help=f"{hp.help} [{', '.join(users)}] (default: {hp.default})")
+        g.add_argument(hp.flag, type=hp.type, dest=hp.name, help=_hparam_help(hp.name, users))
     p.set_defaults(func=cmd_train)
+
+
+def _hparam_help(name: str, users: list[str]) -> str:
+    """Help for a flag several models may share: each distinct text once, each model's own default."""
+    from .models import OBJECTIVES
+
+    declared = {u: next(p for p in OBJECTIVES[u].hparams if p.name == name) for u in users}
+    texts = list(dict.fromkeys(p.help for p in declared.values()))
+    defaults = {p.default for p in declared.values()}
+    default = (next(iter(defaults)) if len(defaults) == 1
+               else ", ".join(f"{u} {p.default}" for u, p in declared.items()))
+    return f"{'; '.join(texts)} [{', '.join(users)}] (default: {default})"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -184,7 +195,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     for name, cls in sorted(OBJECTIVES.items()):
         hp = ", ".join(f"{p.name}={p.default}" for p in cls.hparams)
-        print(f"{name:<22}{hp:<40}{cls.paper}")
+        print(f"{name:<22}{hp:<40} {cls.paper}")
     return 0
 
 

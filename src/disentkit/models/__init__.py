@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from ..errors import DisentkitError
 from . import beta_vae  # noqa: F401  (registers its objective)
+from . import (adaptive_beta_vae, annealed_vae, beta_tcvae, dip_vae, factor_vae,  # noqa: F401
+               lambda_beta_vae, learnable_beta_vae)
 from .architectures import ARCHITECTURES
 from .base import OBJECTIVES, GaussianVAE, HParam, LossTerms, Objective, VAEOutput, register
 

@@ -76,6 +76,18 @@ def log_normal_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) 
     return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu).square() * torch.exp(-logvar))
 
 
+def log_density_matrix(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log q(z_i,d | x_j) for every pair of batch members, shape (B, B, D): row i is the sample,
+    column j the posterior it is scored under (the minibatch estimators of Chen et al. 2018, §C.1)."""
+    return log_normal_density(z[:, None, :], mu[None, :, :], logvar[None, :, :])
+
+
+def batch_covariance(x: torch.Tensor) -> torch.Tensor:
+    """Covariance (D, D) of a batch (B, D), normalised by B: E[x xᵀ] − E[x] E[x]ᵀ (as disentanglement_lib)."""
+    centred = x - x.mean(0, keepdim=True)
+    return centred.T @ centred / x.shape[0]
+
+
 @dataclass(frozen=True)
 class HParam:
     """A hyperparameter an objective declares: it becomes a CLI flag and a config key."""
@@ -107,9 +119,12 @@ class Objective(nn.Module):
     paper: ClassVar[str] = ""
     hparams: ClassVar[tuple[HParam, ...]] = ()
 
-    def __init__(self, reconstruction: str = "bernoulli", **hp: Any) -> None:
+    def __init__(self, reconstruction: str = "bernoulli", latent_dim: int | None = None,
+                 dataset_size: int | None = None, **hp: Any) -> None:
         super().__init__()
         self.reconstruction = reconstruction
+        self.latent_dim = latent_dim        # known at training; objectives with per-latent state need it
+        self.dataset_size = dataset_size    # number of training images (β-TCVAE's estimators need N)
         for p in self.hparams:
             setattr(self, p.name, p.type(hp.get(p.name, p.default)))
 
@@ -135,6 +150,16 @@ class Objective(nn.Module):
     def extra_optimizers(self) -> list:
         """Further optimizers (e.g. FactorVAE's discriminator); they imply manual optimization."""
         return []
+
+    def manual_step(self, module: Any, batch: torch.Tensor) -> LossTerms:
+        """One training step under manual optimization (``module`` is the LightningModule)."""
+        raise NotImplementedError(f"{type(self).__name__} sets manual_optimization but has no manual_step")
+
+    def optimizer_steps_per_update(self) -> int:
+        """How many optimizer steps one training step takes. Lightning's ``global_step`` counts all of
+        them under manual optimization, so the trainer scales ``max_steps`` by this and the module
+        divides ``global_step`` by it to count VAE updates."""
+        return 1 + len(self.extra_optimizers()) if self.manual_optimization else 1
 
 
 OBJECTIVES: dict[str, type[Objective]] = {}

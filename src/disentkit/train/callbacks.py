@@ -19,11 +19,11 @@ class SafetensorsCheckpoint(L.Callback):
         self.best = math.inf
 
     def _save(self, module, name: str, **meta) -> None:
-        save_checkpoint(self.run_dir / name, module.export_state(), module.config, step=module.global_step, **meta)
+        save_checkpoint(self.run_dir / name, module.export_state(), module.config, step=module.vae_step, **meta)
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        step = trainer.global_step
-        if self.every and step % self.every == 0 and step < trainer.max_steps:
+        step = module.vae_step  # VAE updates (global_step also counts e.g. FactorVAE's discriminator steps)
+        if self.every and step % self.every == 0 and step < module.config["steps"]:
             self._save(module, "last.safetensors")
 
     def on_validation_end(self, trainer, module) -> None:

@@ -23,7 +23,8 @@ class VAEModule(L.LightningModule):
         self.config = config
         self.vae = GaussianVAE(config["architecture"], int(config["channels"]), int(config["latent_dim"]))
         cls = get_objective(config["model"])
-        self.objective = cls(reconstruction=config["reconstruction"], **config["hparams"])
+        self.objective = cls(reconstruction=config["reconstruction"], latent_dim=int(config["latent_dim"]),
+                             dataset_size=config.get("num_images"), **config["hparams"])
         if getattr(self.objective, "manual_optimization", False):
             self.automatic_optimization = False
         # speed options (train/fast.py); all default off
@@ -37,6 +38,13 @@ class VAEModule(L.LightningModule):
         mode = config.get("compile", "off")
         self._loss = self._train_loss if mode in ("off", None) else torch.compile(
             self._train_loss, mode=None if mode == "default" else mode)
+        self.steps_per_update = self.objective.optimizer_steps_per_update()
+
+    @property
+    def vae_step(self) -> int:
+        """Number of VAE updates so far (``global_step`` counts every optimizer's steps when an
+        objective steps several optimizers by hand, e.g. FactorVAE's VAE + discriminator)."""
+        return self.global_step // self.steps_per_update
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.vae.encode_mean(x)
@@ -53,7 +61,7 @@ class VAEModule(L.LightningModule):
         elif not self.automatic_optimization:
             terms = self.objective.manual_step(self, batch)
         else:
-            terms = LossTerms(*self._loss(batch, self.global_step))
+            terms = LossTerms(*self._loss(batch, self.vae_step))
         if _should_log(self):  # Lightning writes logs every log_every steps: skip self.log otherwise
             if self.cuda_graphs:  # the captured step's outputs are overwritten by the next replay
                 terms = LossTerms(terms.loss.clone(), {k: v.clone() for k, v in terms.logs.items()})
@@ -76,7 +84,7 @@ class VAEModule(L.LightningModule):
         return LossTerms(loss, logs)
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
-        terms: LossTerms = self.objective.loss(self.vae(batch), batch, self.global_step)
+        terms: LossTerms = self.objective.loss(self.vae(batch), batch, self.vae_step)
         self._log_terms("val", terms, on_step=False, prog_bar=False)
 
     def _log_terms(self, stage: str, terms: LossTerms, on_step: bool, prog_bar: bool) -> None:

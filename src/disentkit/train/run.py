@@ -74,7 +74,8 @@ def fit(config: TrainConfig) -> Path:
 
     dataset = place_dataset(get_dataset(config.dataset), device)
     cfg = config.to_dict()
-    cfg.update(channels=dataset.observation_shape[0], factor_names=list(dataset.factor_names))
+    cfg.update(channels=dataset.observation_shape[0], factor_names=list(dataset.factor_names),
+               num_images=dataset.num_images)
     module = VAEModule(cfg)
     if config.init_from:
         init_from_checkpoint(module, config.init_from)
@@ -86,7 +87,8 @@ def fit(config: TrainConfig) -> Path:
     if config.eval_every:
         callbacks.append(MetricsCallback(config.eval_every, config.eval_metrics, dataset, seed=config.seed,
                                          params=config.eval_params))
-    trainer = make_trainer(config, run_dir, device, callbacks, has_val)
+    trainer = make_trainer(config, run_dir, device, callbacks, has_val,
+                           max_steps=config.steps * module.steps_per_update)  # global_step counts every optimizer's steps
     trainer.fit(module, datamodule=data)
     return run_dir
 

@@ -1,0 +1,38 @@
+"""AnnealedVAE (Burgess et al. 2018, "Understanding disentangling in β-VAE", eq. 8).
+
+Loss: reconstruction + γ·|KL − C|, with the capacity C raised linearly from 0 to C_max over
+``anneal_steps`` VAE updates: C = min(C_max, C_max · step / anneal_steps). Defaults γ = 1000,
+anneal_steps = 100,000 (disentanglement_lib), C_max = 25 nats (Burgess et al.'s dSprites value).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import HParam, LossTerms, Objective, VAEOutput, register
+
+
+def capacity(step: int, c_max: float, anneal_steps: int) -> float:
+    """C at a given number of VAE updates: linear from 0 to c_max, then constant."""
+    if anneal_steps <= 0:
+        return c_max
+    return min(c_max, c_max * step / anneal_steps)
+
+
+@register
+class AnnealedVAE(Objective):
+    name = "annealed_vae"
+    paper = "Burgess et al. 2018, Understanding disentangling in β-VAE"
+    hparams = (
+        HParam("gamma", 1000.0, "AnnealedVAE: weight γ of |KL − C|", min=0.0),
+        HParam("c_max", 25.0, "AnnealedVAE: final capacity C_max in nats", min=0.0),
+        HParam("anneal_steps", 100_000, "AnnealedVAE: VAE updates over which C rises from 0 to C_max",
+               type=int, min=0),
+    )
+
+    def loss(self, out: VAEOutput, x: torch.Tensor, step: int) -> LossTerms:
+        rec, kl, logs = self.base_terms(out, x)
+        c = kl.new_tensor(capacity(step, self.c_max, self.anneal_steps))
+        penalty = self.gamma * (kl - c).abs()
+        loss = rec + penalty
+        return LossTerms(loss, {"loss": loss, **logs, "capacity": c, "capacity_penalty": penalty})
