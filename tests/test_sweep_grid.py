@@ -87,7 +87,7 @@ def test_lazy_validation_names_the_unknown_entries():
 @pytest.mark.parametrize("raw, needle", [
     ({"model": "beta_vae", "grid": {"betta": [1, 2]}}, "'betta' is neither"),
     ({"model": "beta_vae", "grid": {"beta": [-1]}}, "--beta must be ≥ 0"),
-    ({"model": "beta_vae", "metrics": {"mig": {"num_trian": 10}}}, "no setting num_trian"),
+    ({"model": "beta_vae", "metrics": {"mig": {"num_trian": 10}}}, "has no parameter.s. num_trian"),
 ])
 def test_validation_catches_typos_before_training(raw, needle):
     with pytest.raises(DisentkitError, match=needle):

@@ -332,17 +332,14 @@ def validate_runs(runs: list[RunSpec]) -> None:
     if parts:
         raise DisentkitError("this sweep names " + "; ".join(parts) + ". Install a disentkit that has them, or "
                              "replace them (--datasets, --metrics, or edit the config)")
-    import inspect
+    from ..metrics import SPECS
+    from ..metrics.utils import check_params
 
     for name, kw in (runs[0].metrics.items() if runs else ()):
-        params = inspect.signature(METRICS[name]).parameters
-        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            continue
-        bad = [k for k in kw if k not in params or k in ("encode_fn", "dataset", "seed")]
-        if bad:
-            allowed = [k for k in params if k not in ("encode_fn", "dataset", "seed")]
-            raise DisentkitError(f"sweep config: metric '{name}' has no setting {', '.join(bad)} "
-                                 f"(its settings: {', '.join(allowed) or 'none'})")
+        try:
+            check_params(SPECS[name], dict(kw))
+        except DisentkitError as e:
+            raise DisentkitError(f"sweep config: {e}") from None
     by_id = {r.run_id: r for r in runs}
     for r in runs:
         where = f"stage '{r.stage}'"
