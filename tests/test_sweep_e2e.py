@@ -29,7 +29,7 @@ description: two stages x two betas x two seeds, a few steps each
 defaults: {steps: 4, batch_size: 8, log_every: 1, threads: 1, lr: 1e-3, latent_dim: 4, checkpoint_every: 0}
 seeds: [0, 1]
 datasets: [dsprites_procedural]
-metrics: {mig: {num_train: 400, batch_size: 400}}
+metrics: {mig: {num_train: 400}}
 stages:
   - name: bvae
     model: beta_vae

@@ -10,7 +10,7 @@ CONFIG = {
     "name": "failing",
     "defaults": {"steps": 2, "batch_size": 8, "log_every": 1, "threads": 1, "latent_dim": 4, "checkpoint_every": 0},
     "seeds": [0],
-    "metrics": {"mig": {"num_train": 300, "batch_size": 300}},
+    "metrics": {"mig": {"num_train": 300}},
     "stages": [
         {"name": "a", "model": "beta_vae", "grid": {"beta": [2]}},
         # latent_dim 3 cannot start from a 4-latent checkpoint: found only when that run starts

@@ -151,7 +151,10 @@ def test_reference_grids():
     study = load_sweep(REPO / "configs/sweeps/locatello_study.yaml")
     assert len(study.runs) == 6 * 6 * 50
     dip1 = [r for r in study.runs if r.stage == "dip_vae_i"]
-    assert all(r.hparams["lambda_d"] == 10 * r.hparams["lambda_od"] for r in dip1)
+    assert sorted(r.hparams["lambda_od"] for r in dip1 if r.seed == 0) == [1, 2, 5, 10, 20, 50]
+    assert all(r.train["hparams"]["lambda_d_factor"] == 10 for r in dip1)            # λ_d = 10·λ_od
+    dip2 = [r for r in study.runs if r.stage == "dip_vae_ii"]
+    assert all(r.train["hparams"]["lambda_d_factor"] == 1 for r in dip2)             # λ_d = λ_od
 
 
 def test_eta_fits_fixed_and_per_step_cost():
