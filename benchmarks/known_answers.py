@@ -15,19 +15,11 @@ import numpy as np
 import torch
 
 from disentkit.cli import parse_sets
-from disentkit.data import Factor, FactorDataset
+from disentkit.data.identity import IdentityDataset
 from disentkit.metrics import METRICS, evaluate
 
 
-class Identity(FactorDataset):
-    name = "identity"
 
-    def __init__(self, sizes=(10, 10, 10, 10, 10)) -> None:
-        self.factors = tuple(Factor(f"f{i}", tuple(float(v) for v in range(s))) for i, s in enumerate(sizes))
-        self.observation_shape = (len(sizes), 1, 1)
-
-    def _gather(self, index: torch.Tensor) -> torch.Tensor:
-        return self.index_to_factors(index).float().view(len(index), -1, 1, 1)
 
 
 def main() -> None:
@@ -43,7 +35,7 @@ def main() -> None:
     noise.deterministic = False
     encoders = {"identity": lambda x: x.flatten(1), "rotation": lambda x: x.flatten(1).double() @ q, "noise": noise}
     params = parse_sets(args.set)
-    rows = {n: evaluate(e, Identity(), "all", seed=0, params=params) for n, e in encoders.items()}
+    rows = {n: evaluate(e, IdentityDataset(), "all", seed=0, params=params) for n, e in encoders.items()}
     print(f"overrides: {params}")
     print(f"| value | {' | '.join(encoders)} |\n|---|{'---|' * len(encoders)}")
     for metric in METRICS:

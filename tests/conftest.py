@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from disentkit.data import Factor, FactorDataset
+from disentkit.data.identity import IdentityDataset
 
 torch.set_num_threads(1)
 os.environ.setdefault("DISENTKIT_TEST", "1")
@@ -24,19 +24,6 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is absent (reference pixels are only on the team's machines)")
     return SHARED_DATA
-
-
-class IdentityDataset(FactorDataset):
-    """Observations are the factor classes themselves (dlib's IdentityObservationsData)."""
-
-    name = "identity"
-
-    def __init__(self, sizes=(10, 10, 10, 10, 10)) -> None:
-        self.factors = tuple(Factor(f"f{i}", tuple(float(v) for v in range(s))) for i, s in enumerate(sizes))
-        self.observation_shape = (len(sizes), 1, 1)
-
-    def _gather(self, index: torch.Tensor) -> torch.Tensor:
-        return self.index_to_factors(index).float().view(len(index), -1, 1, 1)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import IdentityDataset
+from disentkit.data.identity import IdentityDataset
 
 from disentkit.data import get_dataset
 from disentkit.data.correlated import CorrelatedFactors, pair_joint, parse_variant

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from disentkit.data import get_dataset
-from disentkit.data.shapes3d_procedural import SKY, Shapes3DProcedural, hue_rgb
+from disentkit.data.shapes3d_procedural import SKY, Shapes3DProcedural, best_matches, hue_rgb
 
 
 @pytest.fixture(scope="module")
@@ -75,21 +75,9 @@ def test_geometry_is_shared_and_object_changes_with_shape(ds):
 def test_close_to_the_real_notebook_panels(ds, shared_data):
     """Best match over the grid for each of 25 real panels: colours, layout and look agree."""
     panels = np.load(shared_data / "shapes3d_notebook_panels.npy").astype(np.float32) / 255
-    hues = np.array([hue_rgb(h) for h in ds.factors[0].values])
-    geo = torch.arange(480)
-    errs, sky_agree = [], []
+    _, errs = best_matches(ds, panels)
+    sky_agree = []
     for p in panels:
-        fh = int(np.argmin(((hues - p[63, 1]) ** 2).sum(1)))
-        wh = int(np.argmin(((hues - p[24, 1] / p[24, 1].max()) ** 2).sum(1)))
-        centre = p[20:50, 16:48].reshape(-1, 3)
-        far = [np.abs(centre - c).max(-1) > 0.25 for c in (hues[fh], hues[wh], np.array(SKY))]
-        obj = centre[far[0] & far[1] & far[2]]
-        obj = obj[obj.max(-1) > 0.5]
-        oh = int(np.argmin(((hues - np.median(obj / obj.max(-1, keepdims=True), 0)) ** 2).sum(1)))
-        f = torch.stack([torch.full_like(geo, fh), torch.full_like(geo, wh), torch.full_like(geo, oh),
-                         geo // 60, (geo // 15) % 4, geo % 15], 1)
-        err = np.abs(ds.render_factors(f).permute(0, 2, 3, 1).numpy() - p).mean((1, 2, 3))
-        errs.append(float(err.min()))
         sky_real = np.abs(p - np.array(SKY)).max(-1) < 0.06
         sky_agree.append(sky_real[:14].mean())
     assert np.median(errs) < 20 / 255, np.array(errs) * 255      # mean abs error per channel, 0-255 scale

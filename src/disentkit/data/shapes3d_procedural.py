@@ -332,3 +332,27 @@ class Shapes3DProcedural(FactorDataset):
         if self.images is not None:
             self.images = self.images.to(device)
         return self
+
+
+def best_matches(ds: Shapes3DProcedural, panels: np.ndarray) -> tuple[np.ndarray, list[float]]:
+    """For each real panel (H, W, 3 floats in [0, 1]): the closest procedural image and its mean
+    absolute error. Floor and wall hues are read off the panel's pixels, the object hue off its
+    centre, and the geometry (scale, shape, orientation) is searched over all 480 combinations."""
+    hues = np.array([hue_rgb(h) for h in ds.factors[0].values])
+    geo = torch.arange(480)
+    out, errs = [], []
+    for p in panels:
+        fh = int(np.argmin(((hues - p[63, 1]) ** 2).sum(1)))
+        wh = int(np.argmin(((hues - p[24, 1] / p[24, 1].max()) ** 2).sum(1)))
+        centre = p[20:50, 16:48].reshape(-1, 3)
+        far = [np.abs(centre - c).max(-1) > 0.25 for c in (hues[fh], hues[wh], np.array(SKY))]
+        obj = centre[far[0] & far[1] & far[2]]
+        obj = obj[obj.max(-1) > 0.5]
+        oh = int(np.argmin(((hues - np.median(obj / obj.max(-1, keepdims=True), 0)) ** 2).sum(1)))
+        f = torch.stack([torch.full_like(geo, fh), torch.full_like(geo, wh), torch.full_like(geo, oh),
+                         geo // 60, (geo // 15) % 4, geo % 15], 1)
+        imgs = ds.render_factors(f).permute(0, 2, 3, 1).numpy()
+        err = np.abs(imgs - p).mean((1, 2, 3))
+        out.append(imgs[err.argmin()])
+        errs.append(float(err.min()))
+    return np.stack(out), errs
