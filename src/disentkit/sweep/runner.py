@@ -454,12 +454,15 @@ def _schedule(sweep: Sweep, out: Path, be: Backend, printer: Callable[[str], Non
     stop = {"signal": None}
 
     def on_signal(signum, frame):  # noqa: ARG001
+        # Only record it: an exception raised inside a signal handler can be swallowed (e.g. when it
+        # lands in logging's at-fork lock release), so the loop below checks the flag instead.
         stop["signal"] = signum
-        raise KeyboardInterrupt
 
     old = signal.signal(signal.SIGTERM, on_signal)
     try:
         while pending or prog.running:
+            if stop["signal"] is not None:
+                raise KeyboardInterrupt
             # start every ready run while there are free slots
             for rid in list(pending):
                 if len(prog.running) >= be.slots:
@@ -486,6 +489,8 @@ def _schedule(sweep: Sweep, out: Path, be: Backend, printer: Callable[[str], Non
                     steps.append(f"{rid} step {step if step is not None else '?'}/{specs[rid].train.get('steps')}")
                 prog.line("running: " + "; ".join(steps))
             for rid, reason in be.wait(timeout=2.0):
+                if stop["signal"] is not None:
+                    raise KeyboardInterrupt
                 began = prog.running.pop(rid, time.time())
                 folder = run_dir(out, rid)
                 if reason is None and not is_done(folder, specs[rid]):
