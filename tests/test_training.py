@@ -90,3 +90,6 @@ def test_validation_errors_name_the_flag():
         TrainConfig(model="nope").validate()
     with pytest.raises(DisentkitError, match="unknown dataset"):
         TrainConfig(dataset="nope").validate()
+    with pytest.raises(DisentkitError, match="unknown option.s. betta"):     # a YAML typo is not ignored
+        TrainConfig.from_dict({"betta": 4}).validate()
+    assert TrainConfig.from_dict({"gamma": 4}).validate().hparams == {"beta": 1.0}  # another model's flag

@@ -97,6 +97,12 @@ class TrainConfig:
             if not ok:
                 raise DisentkitError(msg)
         declared = {p.name: p for p in cls.hparams}
+        from ..models import all_hparams
+
+        unknown = sorted(k for k in self.hparams if k not in all_hparams())
+        if unknown:
+            raise DisentkitError(f"unknown option(s) {', '.join(unknown)}: neither a `disentkit train` option nor a "
+                                 f"hyperparameter of any model (see `disentkit train --help`)")
         for k, v in self.hparams.items():
             if k not in declared:
                 continue  # a flag of another model: ignored, and dropped from the saved config
