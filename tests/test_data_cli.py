@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 
-import pytest
 
 from disentkit.cli import main
 from disentkit.data import synthetic

@@ -37,11 +37,9 @@ def write_report(checkpoint: str | Path, out: str | Path | None = None, dataset:
     data = get_dataset(dataset or ck.config["dataset"])
     kl = kl_per_latent(ck.vae, data, seed=seed)
     order = [int(i) for i in np.argsort(-kl)]  # most informative latents first
-    files = {
-        "reconstructions": reconstructions(ck.vae, data, out_dir / "reconstructions.png", seed=seed),
-        "traversals": traversals(ck.vae, data, out_dir / "traversals.png", out_dir / "traversals.gif",
-                                 steps=steps, limit=limit, seed=seed, order=order),
-    }
+    reconstructions(ck.vae, data, out_dir / "reconstructions.png", seed=seed)
+    traversals(ck.vae, data, out_dir / "traversals.png", out_dir / "traversals.gif",
+               steps=steps, limit=limit, seed=seed, order=order)
     metrics_path = out_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     page = _html(ck.config, metrics, kl, order, out_dir)
