@@ -220,6 +220,10 @@ def _add_sweep_parsers(sub) -> None:
     p.add_argument("--gpus-per-run", type=float, help="ray: GPU share per run (0.25: four per GPU; default: the "
                                                       "cluster's GPUs shared by --workers runs; 0: CPU only)")
     p.add_argument("--cpus-per-run", type=float, default=1.0, help="ray: CPUs reserved per run")
+    p.add_argument("--ensemble", type=int, default=0, metavar="M",
+                   help="train up to M ready runs that differ only in seed and real-valued hyperparameters (β, γ, "
+                        "…) as one fused ensemble (one process, stacked weights; same results as one by one; "
+                        "the fast path on a GPU, see docs/speed.md); 0 or 1: one process per run")
     p.add_argument("--out", help="sweep folder (default: runs/sweeps/NAME-CONFIGHASH)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and exit")
     p.set_defaults(func=cmd_sweep)
@@ -253,7 +257,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     workers = args.workers if args.workers is not None else (1 if args.backend == "local" else 0)
     res = run_sweep(sweep, args.out, backend=args.backend, workers=workers, address=args.address,
                     gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run, threads=args.threads,
-                    printer=lambda s: print(s, flush=True), source_text=Path(args.config).read_text())
+                    printer=lambda s: print(s, flush=True), source_text=Path(args.config).read_text(),
+                    ensemble=args.ensemble)
     from .sweep.aggregate import aggregate
 
     paths = aggregate(res.out)

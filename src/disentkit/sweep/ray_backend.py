@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import DisentkitError
 from .grid import RunSpec
-from .runner import Backend, execute_run, failure_reason, write_error
+from .runner import Backend, execute_group, execute_run, failure_reason, write_error
 
 
 def _ray_task(spec_dict: dict, folder: str, parent: str | None, threads: int) -> str | None:
@@ -30,6 +30,17 @@ def _ray_task(spec_dict: dict, folder: str, parent: str | None, threads: int) ->
     except BaseException as e:  # noqa: BLE001 - a failed run is reported, never raised into Ray
         write_error(Path(folder), e)
         return failure_reason(Path(folder), f"{type(e).__name__}: {e}")
+
+
+def _ray_group_task(spec_dicts: list[dict], folders: list[str], parents: list[str | None],
+                    threads: int) -> dict[str, str | None]:
+    """A fused ensemble of runs in one Ray worker: run id -> None on success, else the failure reason."""
+    specs = [RunSpec.from_dict(d) for d in spec_dicts]
+    try:
+        return execute_group(specs, [Path(f) for f in folders], [Path(p) if p else None for p in parents],
+                             threads=threads)
+    except BaseException as e:  # noqa: BLE001 - execute_group wrote each member's error.txt
+        return {s.run_id: failure_reason(Path(f), f"{type(e).__name__}: {e}") for s, f in zip(specs, folders)}
 
 
 class RayBackend(Backend):
@@ -70,14 +81,27 @@ class RayBackend(Backend):
         self.slots = max(1, min(cpu_slots, gpu_slots, workers or 10 ** 6))
         self.threads = threads        # 0: the config's `threads`, else the task's CPU share
         self.cpus_per_run = cpus_per_run
-        self.task = ray.remote(max_retries=0)(_ray_task).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run)
-        self.refs: dict[Any, tuple[str, Path]] = {}
+        resources = dict(num_cpus=cpus_per_run, num_gpus=gpus_per_run)
+        self.task = ray.remote(max_retries=0)(_ray_task).options(**resources)
+        self.group_task = ray.remote(max_retries=0)(_ray_group_task).options(**resources)
+        self.refs: dict[Any, list[tuple[str, Path]]] = {}   # task -> its runs (several for a fused ensemble)
+
+    def _threads(self, spec: RunSpec) -> int:
+        return int(self.threads or spec.train.get("threads") or max(1, int(self.cpus_per_run)))
 
     def start(self, spec: RunSpec, folder: Path, parent: Path | None) -> int | None:
-        threads = int(self.threads or spec.train.get("threads") or max(1, int(self.cpus_per_run)))
-        ref = self.task.remote(spec.to_dict(), str(folder), str(parent) if parent else None, threads)
-        self.refs[ref] = (spec.run_id, folder)
+        ref = self.task.remote(spec.to_dict(), str(folder), str(parent) if parent else None, self._threads(spec))
+        self.refs[ref] = [(spec.run_id, folder)]
         return None
+
+    def start_group(self, specs: list[RunSpec], folders: list[Path], parents: list[Path | None]) -> int | None:
+        ref = self.group_task.remote([s.to_dict() for s in specs], [str(f) for f in folders],
+                                     [str(p) if p else None for p in parents], self._threads(specs[0]))
+        self.refs[ref] = [(s.run_id, f) for s, f in zip(specs, folders)]
+        return None
+
+    def active(self) -> int:
+        return len(self.refs)
 
     def wait(self, timeout: float) -> list[tuple[str, str | None]]:
         if not self.refs:
@@ -88,11 +112,14 @@ class RayBackend(Backend):
             ready = list(dict.fromkeys(ready + more))
         out = []
         for ref in ready:
-            rid, folder = self.refs.pop(ref)
+            runs = self.refs.pop(ref)
             try:
-                out.append((rid, self.ray.get(ref)))
+                result = self.ray.get(ref)
+                reasons = result if isinstance(result, dict) else {runs[0][0]: result}
+                out.extend((rid, reasons.get(rid, "no result from its fused ensemble")) for rid, _ in runs)
             except self.ray.exceptions.RayError as e:  # the worker process died (OOM, segfault, ...)
-                out.append((rid, failure_reason(folder, f"Ray task failed: {str(e).splitlines()[0]}")))
+                out.extend((rid, failure_reason(folder, f"Ray task failed: {str(e).splitlines()[0]}"))
+                           for rid, folder in runs)
         return out
 
     def stop(self) -> None:

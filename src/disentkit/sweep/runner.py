@@ -156,25 +156,9 @@ def redirect_output(path: Path) -> Iterator[None]:
         os.close(saved[1])
 
 
-def execute_run(spec: RunSpec, folder: Path, parent_folder: Path | None = None, threads: int = 0,
-                device: str | None = None) -> dict[str, Any]:
-    """Train one run from scratch into ``folder``, score its metrics, then write ``DONE``.
-
-    Anything left in ``folder`` by an unfinished attempt is removed first: a run is either done, with
-    every file from one attempt, or absent.
-    """
-    import torch
-
-    from ..data import get_dataset
-    from ..metrics import METRICS, representation_function
-    from ..train import TrainConfig, fit, load_checkpoint
-    from ..train.run import set_threads
-
-    t0 = time.time()
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    (folder / "run.json").write_text(json.dumps(spec.to_dict(), indent=1))
+def _run_settings(spec: RunSpec, folder: Path, parent_folder: Path | None, threads: int,
+                  device: str | None) -> dict[str, Any]:
+    """The run's TrainConfig options, pointed at ``folder`` (and at its parent's checkpoint)."""
     settings = {**spec.train, "out": str(folder), "progress": False, "overwrite": False}
     if threads:
         settings["threads"] = threads
@@ -184,16 +168,35 @@ def execute_run(spec: RunSpec, folder: Path, parent_folder: Path | None = None, 
         if parent_folder is None or not (parent_folder / "model.safetensors").is_file():
             raise DisentkitError(f"parent run {spec.parent} has no model.safetensors to start from")
         settings["init_from"] = str(parent_folder / "model.safetensors")
-    with redirect_output(folder / "log.txt"):
-        fit(TrainConfig.from_dict(settings))
-        set_threads(int(settings.get("threads") or 0))
-        ck = load_checkpoint(folder / "model.safetensors", device="cuda" if torch.cuda.is_available()
-                             and settings.get("device", "auto") != "cpu" else "cpu")
-        dataset = get_dataset(spec.dataset)
-        ev = spec.evaluation
-        encode = representation_function(ck.vae, ev.get("representation", "mean"), seed=int(ev.get("seed", 0)))
-        results = {name: METRICS[name](encode, dataset, seed=int(ev.get("seed", 0)), **kw)
-                   for name, kw in spec.metrics.items()}
+    return settings
+
+
+def _fresh_folder(spec: RunSpec, folder: Path) -> None:
+    """Remove whatever an unfinished attempt left: a run is either done, with every file from one
+    attempt, or absent."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps(spec.to_dict(), indent=1))
+
+
+def _score_and_finish(spec: RunSpec, folder: Path, settings: dict[str, Any], t0: float) -> float:
+    """Score the trained run's metrics, write ``metrics.json``, then ``DONE`` (last, atomically)."""
+    import torch
+
+    from ..data import get_dataset
+    from ..metrics import METRICS, representation_function
+    from ..train import load_checkpoint
+    from ..train.run import set_threads
+
+    set_threads(int(settings.get("threads") or 0))
+    ck = load_checkpoint(folder / "model.safetensors", device="cuda" if torch.cuda.is_available()
+                         and settings.get("device", "auto") != "cpu" else "cpu")
+    dataset = get_dataset(spec.dataset)
+    ev = spec.evaluation
+    encode = representation_function(ck.vae, ev.get("representation", "mean"), seed=int(ev.get("seed", 0)))
+    results = {name: METRICS[name](encode, dataset, seed=int(ev.get("seed", 0)), **kw)
+               for name, kw in spec.metrics.items()}
     record = {"checkpoint": str(ck.path), "model": spec.model, "dataset": dataset.name,
               "seed": int(ev.get("seed", 0)), "representation": ev.get("representation", "mean"),
               "factor_names": list(dataset.factor_names), "results": results}
@@ -205,7 +208,65 @@ def execute_run(spec: RunSpec, folder: Path, parent_folder: Path | None = None, 
     # logged by the run itself, right after DONE: a sweep killed at this moment still has the record
     if (folder.parent.parent / "sweep.json").is_file():
         log_event(folder.parent.parent, event="done", run=spec.run_id, pid=os.getpid(), seconds=round(seconds, 2))
+    return seconds
+
+
+def execute_run(spec: RunSpec, folder: Path, parent_folder: Path | None = None, threads: int = 0,
+                device: str | None = None) -> dict[str, Any]:
+    """Train one run from scratch into ``folder``, score its metrics, then write ``DONE``."""
+    from ..train import TrainConfig, fit
+
+    t0 = time.time()
+    _fresh_folder(spec, folder)
+    settings = _run_settings(spec, folder, parent_folder, threads, device)
+    with redirect_output(folder / "log.txt"):
+        fit(TrainConfig.from_dict(settings))
+        seconds = _score_and_finish(spec, folder, settings, t0)
     return {"seconds": seconds}
+
+
+def group_folder(folders: list[Path]) -> Path:
+    """Where a fused ensemble of sweep runs keeps its own log: ``ensembles/<first run id>+<N-1>``."""
+    return folders[0].parent.parent / "ensembles" / f"{folders[0].name}+{len(folders) - 1}"
+
+
+def execute_group(specs: list[RunSpec], folders: list[Path], parent_folders: list[Path | None],
+                  threads: int = 0, device: str | None = None) -> dict[str, str | None]:
+    """Train several runs as one fused ensemble (``train/ensemble.py``), then score each and write its
+    ``DONE``. Member i trains as run i would alone (same seed, same losses to float tolerance), so a
+    run's id and results do not depend on whether it was fused. Returns run id -> failure reason or
+    None; a training failure fails every member, a scoring failure only its run."""
+    from ..train import TrainConfig
+    from ..train.ensemble import train_members
+
+    t0 = time.time()
+    settings = []
+    for spec, folder, parent in zip(specs, folders, parent_folders):
+        _fresh_folder(spec, folder)
+        settings.append(_run_settings(spec, folder, parent, threads, device))
+    gdir = group_folder(folders)
+    if gdir.exists():
+        shutil.rmtree(gdir)
+    gdir.mkdir(parents=True)
+    members = [TrainConfig.from_dict(s).validate() for s in settings]
+    base = TrainConfig.from_dict({**settings[0], "out": str(gdir)})
+    out: dict[str, str | None] = {}
+    with redirect_output(gdir / "log.txt"):
+        try:
+            train_members(base, members, gdir, init_from=[m.init_from for m in members])
+        except BaseException as e:  # noqa: BLE001 - recorded as every member's reason
+            for folder in folders:
+                write_error(folder, e)
+            raise
+        for spec, folder, s in zip(specs, folders, settings):
+            (folder / "log.txt").write_text(f"trained in the fused ensemble {gdir} (see its log.txt)\n")
+            try:
+                _score_and_finish(spec, folder, s, t0)
+                out[spec.run_id] = None
+            except Exception as e:  # noqa: BLE001 - one member's scoring failure fails that run only
+                write_error(folder, e)
+                out[spec.run_id] = failure_reason(folder, f"{type(e).__name__}: {e}")
+    return out
 
 
 def failure_reason(folder: Path, fallback: str) -> str:
@@ -315,12 +376,21 @@ class SweepResult:
 
 
 class Backend:
-    """Starts runs and reports finished ones; the scheduler does the rest."""
+    """Starts runs (alone, or several as one fused ensemble) and reports finished ones; the scheduler
+    does the rest. ``slots`` counts jobs at a time; an ensemble is one job."""
 
     slots: int = 1
 
     def start(self, spec: RunSpec, folder: Path, parent: Path | None) -> int | None:
         """Start a run; returns its process id where known."""
+        raise NotImplementedError
+
+    def start_group(self, specs: list[RunSpec], folders: list[Path], parents: list[Path | None]) -> int | None:
+        """Start runs that train together as one fused ensemble (:func:`execute_group`)."""
+        raise NotImplementedError
+
+    def active(self) -> int:
+        """Jobs running now."""
         raise NotImplementedError
 
     def wait(self, timeout: float) -> list[tuple[str, str | None]]:
@@ -360,49 +430,78 @@ def _child(spec_dict: dict, folder: str, parent: str | None, threads: int, ppid:
     os._exit(0)
 
 
+def _group_child(spec_dicts: list[dict], folders: list[str], parents: list[str | None], threads: int,
+                 ppid: int) -> None:
+    """Entry point of a forked fused-ensemble process; each member's outcome is in its folder."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _set_parent_death_signal()
+    if os.getppid() != ppid:
+        os._exit(1)
+    try:
+        execute_group([RunSpec.from_dict(d) for d in spec_dicts], [Path(f) for f in folders],
+                      [Path(p) if p else None for p in parents], threads=threads)
+    except BaseException:  # noqa: BLE001 - execute_group wrote every member's error.txt
+        sys.stderr.flush()
+        os._exit(1)
+    os._exit(0)
+
+
 class LocalBackend(Backend):
-    """N worker processes on this machine, one fresh process per run (fork on Linux: no re-import)."""
+    """N worker processes on this machine, one fresh process per job (fork on Linux: no re-import)."""
 
     def __init__(self, workers: int = 1, threads: int = 0) -> None:
         self.slots = max(1, workers)
         self.threads = threads        # 0: the config's `threads`, else cores / workers
         method = "fork" if sys.platform.startswith("linux") else "spawn"
         self.ctx = mp.get_context(method)
-        self.procs: dict[str, tuple[Any, Path]] = {}
+        self.procs: list[tuple[Any, list[tuple[str, Path]]]] = []   # (process, its runs)
 
-    def start(self, spec: RunSpec, folder: Path, parent: Path | None) -> int | None:
+    def _spawn(self, target: Callable, args: tuple, runs: list[tuple[str, Path]]) -> int | None:
         import disentkit.train  # noqa: F401  (torch and Lightning imported once here: forked runs start at once)
 
-        threads = run_threads(spec, self.threads, self.slots)
-        p = self.ctx.Process(target=_child, args=(spec.to_dict(), str(folder), str(parent) if parent else None,
-                                                  threads, os.getpid()), daemon=False)
+        p = self.ctx.Process(target=target, args=(*args, os.getpid()), daemon=False)
         p.start()
-        self.procs[spec.run_id] = (p, folder)
+        self.procs.append((p, runs))
         return p.pid
+
+    def start(self, spec: RunSpec, folder: Path, parent: Path | None) -> int | None:
+        threads = run_threads(spec, self.threads, self.slots)
+        return self._spawn(_child, (spec.to_dict(), str(folder), str(parent) if parent else None, threads),
+                           [(spec.run_id, folder)])
+
+    def start_group(self, specs: list[RunSpec], folders: list[Path], parents: list[Path | None]) -> int | None:
+        threads = run_threads(specs[0], self.threads, self.slots)
+        return self._spawn(_group_child, ([s.to_dict() for s in specs], [str(f) for f in folders],
+                                          [str(p) if p else None for p in parents], threads),
+                           [(s.run_id, f) for s, f in zip(specs, folders)])
+
+    def active(self) -> int:
+        return len(self.procs)
 
     def wait(self, timeout: float) -> list[tuple[str, str | None]]:
         if not self.procs:
             return []
-        wait_sentinels([p.sentinel for p, _ in self.procs.values()], timeout)
+        wait_sentinels([p.sentinel for p, _ in self.procs], timeout)
         out = []
-        for rid, (p, folder) in list(self.procs.items()):
+        for job in list(self.procs):
+            p, runs = job
             if p.is_alive():
                 continue
             p.join()
-            del self.procs[rid]
+            self.procs.remove(job)
             code = p.exitcode
-            if code == 0:
-                out.append((rid, None))
-            else:
-                why = f"killed by signal {-code}" if code and code < 0 else f"exit status {code}"
-                out.append((rid, failure_reason(folder, why)))
+            why = f"killed by signal {-code}" if code and code < 0 else f"exit status {code}"
+            for rid, folder in runs:
+                failed = code != 0 or (folder / ERROR).is_file()
+                out.append((rid, failure_reason(folder, why) if failed else None))
         return out
 
     def stop(self) -> None:
-        for p, _ in self.procs.values():
+        for p, _ in self.procs:
             with contextlib.suppress(Exception):
                 p.terminate()
-        for p, _ in self.procs.values():
+        for p, _ in self.procs:
             p.join(5)
             if p.is_alive():
                 p.kill()
@@ -413,8 +512,12 @@ class LocalBackend(Backend):
 def run_sweep(sweep: Sweep, out: str | Path | None = None, backend: str = "local", workers: int = 1,
               address: str | None = None, gpus_per_run: float | None = None, cpus_per_run: float = 1.0,
               threads: int = 0, printer: Callable[[str], None] = print, source_text: str | None = None,
-              ray_init: dict[str, Any] | None = None) -> SweepResult:
-    """Run every unfinished run of ``sweep`` (parents before children) and return the tally."""
+              ray_init: dict[str, Any] | None = None, ensemble: int = 0) -> SweepResult:
+    """Run every unfinished run of ``sweep`` (parents before children) and return the tally.
+
+    ``ensemble`` > 1 trains up to that many ready runs that differ only in seed and real-valued
+    hyperparameters as one fused ensemble (one process, one set of stacked weights: the fast path on a
+    GPU, see docs/speed.md); their results are those of the same runs trained one by one."""
     validate_runs(sweep.runs)
     out = Path(out) if out else default_out(sweep)
     prepare_sweep_dir(sweep, out, source_text)
@@ -430,15 +533,39 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, backend: str = "local
         else:
             raise DisentkitError(f"unknown --backend '{backend}'; choose local or ray")
         try:
-            return _schedule(sweep, out, be, printer, t0)
+            return _schedule(sweep, out, be, printer, t0, ensemble=ensemble)
         finally:
             be.stop()
 
 
+def fusable_runs(first: RunSpec, candidates: list[RunSpec], size: int) -> list[RunSpec]:
+    """``first`` plus up to ``size - 1`` candidates that can train with it as one fused ensemble."""
+    from ..train import TrainConfig
+    from ..train.ensemble import fusable
+
+    def config(spec: RunSpec) -> TrainConfig:
+        return TrainConfig.from_dict({**spec.train, "out": "-"})
+
+    group = [first]
+    if size < 2 or fusable([config(first)]) is not None:
+        return group
+    for spec in candidates:
+        if len(group) >= size:
+            break
+        if (spec.dataset, spec.model, spec.metrics, spec.evaluation) != (first.dataset, first.model, first.metrics,
+                                                                          first.evaluation):
+            continue
+        if fusable([config(first), config(spec)]) is None:
+            group.append(spec)
+    return group
+
+
 def _schedule(sweep: Sweep, out: Path, be: Backend, printer: Callable[[str], None], t0: float,
-              heartbeat: float = 60.0) -> SweepResult:
+              heartbeat: float = 60.0, ensemble: int = 0) -> SweepResult:
     specs = {r.run_id: r for r in sweep.runs}
-    prog = Progress(len(specs), be.slots, printer, steps={r.run_id: int(r.train.get("steps", 1)) for r in sweep.runs})
+    prog = Progress(len(specs), be.slots * max(1, ensemble), printer,
+                    steps={r.run_id: int(r.train.get("steps", 1)) for r in sweep.runs})
+    log_dirs: dict[str, Path] = {}  # run id -> folder whose CSV log shows its progress
     pending: list[str] = []
     for r in sweep.runs:
         if is_done(run_dir(out, r.run_id), r):
@@ -463,29 +590,39 @@ def _schedule(sweep: Sweep, out: Path, be: Backend, printer: Callable[[str], Non
         while pending or prog.running:
             if stop["signal"] is not None:
                 raise KeyboardInterrupt
-            # start every ready run while there are free slots
+            # start every ready run (or fusable group of runs) while there are free slots
+            ready = []
             for rid in list(pending):
-                if len(prog.running) >= be.slots:
-                    break
                 spec = specs[rid]
                 if spec.parent and spec.parent in prog.failed:
                     pending.remove(rid)
                     prog.failed[rid] = f"not run: its parent run {spec.parent} failed"
                     log_event(out, event="failed", run=rid, reason=prog.failed[rid])
                     prog.line(f"SKIPPED {rid}: {prog.failed[rid]}")
-                    continue
-                if spec.parent and spec.parent not in finished:
-                    continue
-                pending.remove(rid)
-                parent_dir = run_dir(out, spec.parent) if spec.parent else None
-                pid = be.start(spec, run_dir(out, rid), parent_dir)
-                prog.running[rid] = time.time()
-                log_event(out, event="start", run=rid, pid=pid)
-                prog.line(f"started {rid}")
+                elif not spec.parent or spec.parent in finished:
+                    ready.append(spec)
+            while ready and be.active() < be.slots:
+                group = fusable_runs(ready[0], ready[1:], ensemble)
+                for spec in group:
+                    ready.remove(spec)
+                    pending.remove(spec.run_id)
+                folders = [run_dir(out, g.run_id) for g in group]
+                parents = [run_dir(out, g.parent) if g.parent else None for g in group]
+                if len(group) == 1:
+                    pid = be.start(group[0], folders[0], parents[0])
+                    log_dirs[group[0].run_id] = folders[0]
+                else:
+                    pid = be.start_group(group, folders, parents)
+                    log_dirs.update({g.run_id: group_folder(folders) for g in group})
+                for spec in group:
+                    prog.running[spec.run_id] = time.time()
+                    log_event(out, event="start", run=spec.run_id, pid=pid, **({"fused": len(group)} if len(group) > 1 else {}))
+                prog.line(f"started {group[0].run_id}" if len(group) == 1 else
+                          f"started {len(group)} runs as one fused ensemble: {', '.join(g.run_id for g in group)}")
             if prog.running and time.time() - prog.last_line >= heartbeat:
                 steps = []
                 for rid in prog.running:
-                    step = last_logged_step(run_dir(out, rid))
+                    step = last_logged_step(log_dirs.get(rid, run_dir(out, rid)))
                     steps.append(f"{rid} step {step if step is not None else '?'}/{specs[rid].train.get('steps')}")
                 prog.line("running: " + "; ".join(steps))
             for rid, reason in be.wait(timeout=2.0):

@@ -346,7 +346,7 @@ class EnsembleModule(L.LightningModule):
         eps = self.draw_noise(batch.shape[1], batch.device)
         loss, logs = self.losses(batch, eps, self.global_step)
         if _should_log(self):
-            names = [c["out"].rsplit("/", 1)[-1].split("-", 1)[0] for c in self.member_configs]
+            names = [member_name(i) for i in range(self.num_members)]
             for k, v in logs.items():
                 v = v.detach()
                 for i, name in enumerate(names):
@@ -405,9 +405,7 @@ class EnsembleCheckpoint(L.Callback):
 def fit_ensemble(config: TrainConfig) -> Path:
     """Train every member of ``config.ensemble`` at once; returns the ensemble's run folder, which holds
     ``ensemble.yaml``, the logs, and one ordinary run folder per member."""
-    from ..data import get_dataset
-    from .checkpoint import read_checkpoint
-    from .run import make_trainer, place_dataset, prepare_run_dir, quiet_lightning, resolve_device, set_threads
+    from .run import prepare_run_dir
 
     config.validate()
     members = expand_members(config)
@@ -416,6 +414,47 @@ def fit_ensemble(config: TrainConfig) -> Path:
     run_dir = prepare_run_dir(config.out, config.overwrite)
     for m in members:
         prepare_run_dir(m.out, config.overwrite)
+    init = [config.init_from] * len(members) if config.init_from else None
+    train_members(config, members, run_dir, init_from=init)
+    return run_dir
+
+
+def fusable(configs: list[TrainConfig]) -> str | None:
+    """Why these single-run configs cannot train as one fused ensemble, or None when they can: the
+    same objective and shared options, differing only in seed and real-valued hyperparameters."""
+    from ..models import OBJECTIVES
+
+    first = configs[0]
+    cls = OBJECTIVES.get(first.model)
+    if cls is None:
+        return f"unknown model {first.model!r}"
+    if getattr(cls, "manual_optimization", False) or any(True for _ in cls(latent_dim=first.latent_dim).parameters()):
+        return f"{first.model} is not supported by fused ensembles yet"
+    if any(c.val_fraction > 0 for c in configs):
+        return "--val-fraction is not supported with ensembles"
+    per_member = {"seed", "out", "init_from", "hparams"}
+    real = {p.name for p in cls.hparams if p.type is float}
+
+    def shared(c: TrainConfig) -> str:
+        d = {k: v for k, v in c.to_dict().items() if k not in per_member}
+        d["hparams"] = {k: v for k, v in c.hparams.items() if k not in real}
+        return json.dumps(d, sort_keys=True, default=str)
+
+    if len({shared(c) for c in configs}) > 1:
+        return "the runs differ in more than seed and real-valued hyperparameters"
+    return None
+
+
+def train_members(config: TrainConfig, members: list[TrainConfig], run_dir: Path,
+                  init_from: list[str | None] | None = None) -> None:
+    """Train ``members`` (validated single-run configs, each with its own ``out``) as one fused ensemble
+    whose shared options (steps, lr, batch, device, …) come from ``config``. ``init_from[i]`` starts
+    member i from that checkpoint. Writes each member's ``config.yaml``, checkpoints and its own
+    ``csv/metrics.csv`` (its columns of the ensemble's log), and ``ensemble.yaml`` + logs in ``run_dir``."""
+    from ..data import get_dataset
+    from .checkpoint import read_checkpoint
+    from .run import make_trainer, place_dataset, quiet_lightning, resolve_device, set_threads
+
     set_threads(config.threads)
     device = resolve_device(config.device)
     quiet_lightning()
@@ -423,13 +462,17 @@ def fit_ensemble(config: TrainConfig) -> Path:
     extra = dict(channels=dataset.observation_shape[0], factor_names=list(dataset.factor_names))
     cfgs = [{**m.to_dict(), **extra} for m in members]
     init_states = None
-    if config.init_from:
-        state, saved, _ = read_checkpoint(config.init_from)
-        for key in ("architecture", "latent_dim", "channels"):
-            if saved.get(key) != cfgs[0].get(key):
-                raise DisentkitError(f"--init-from {config.init_from}: checkpoint has {key}={saved.get(key)!r} but "
-                                     f"this run has {key}={cfgs[0].get(key)!r}")
-        init_states = [{k[4:]: v for k, v in state.items() if k.startswith("vae.")}] * len(cfgs)
+    if init_from and any(init_from):
+        init_states = []
+        for path in init_from:
+            if path is None:
+                raise DisentkitError("either every member of an ensemble starts from a checkpoint or none does")
+            state, saved, _ = read_checkpoint(path)
+            for key in ("architecture", "latent_dim", "channels"):
+                if saved.get(key) != cfgs[0].get(key):
+                    raise DisentkitError(f"--init-from {path}: checkpoint has {key}={saved.get(key)!r} but "
+                                         f"this run has {key}={cfgs[0].get(key)!r}")
+            init_states.append({k[4:]: v for k, v in state.items() if k.startswith("vae.")})
     module = EnsembleModule(cfgs, rng=config.ensemble_rng, init_states=init_states)
     for cfg in cfgs:
         (Path(cfg["out"]) / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -440,4 +483,31 @@ def fit_ensemble(config: TrainConfig) -> Path:
                               0.0, device, config.ensemble_rng)
     trainer = make_trainer(config, run_dir, device, [EnsembleCheckpoint(config.checkpoint_every)], has_val=False)
     trainer.fit(module, datamodule=data)
-    return run_dir
+    split_member_logs(run_dir / "csv" / "metrics.csv", [Path(c["out"]) for c in cfgs])
+
+
+def member_name(i: int) -> str:
+    """Member i's prefix in the ensemble's logs: ``train/m03/loss``."""
+    return f"m{i:02d}"
+
+
+def split_member_logs(log: Path, outs: list[Path]) -> None:
+    """Give each member folder its own ``csv/metrics.csv``: the step column and the member's
+    ``train/mNN/*`` columns renamed ``train/*``, as a single run logs them (what aggregation reads)."""
+    import csv
+
+    if not log.is_file():
+        return
+    with open(log, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for i, out in enumerate(outs):
+        prefix = f"train/{member_name(i)}/"
+        keep = [(k, "train/" + k[len(prefix):]) for k in (rows[0] if rows else {}) if k.startswith(prefix)]
+        (out / "csv").mkdir(parents=True, exist_ok=True)
+        with open(out / "csv" / "metrics.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["step", *(new for _, new in keep)])
+            for r in rows:
+                vals = [r.get(k, "") for k, _ in keep]
+                if any(vals):
+                    w.writerow([r.get("step", ""), *vals])
