@@ -400,7 +400,7 @@ def main(argv: list[str] | None = None) -> None:
 
         if "stacked" not in skip and not cuda:
             ms = [2] if args.quick else [m for m in (2, 4, 8) if m <= max(int(x) for x in args.members.split(","))]
-            print(f"\n## stacking M models, forward + backward only, CPU, batch 64 per member (aggregate images/s)")
+            print("\n## stacking M models, forward + backward only, CPU, batch 64 per member (aggregate images/s)")
             print(f"{'M':>3}{'vmap':>12}{'grouped':>12}{'loop':>12}")
             for m in ms:
                 k = 2 if args.quick else max(2, steps // m)

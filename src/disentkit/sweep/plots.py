@@ -218,7 +218,7 @@ def make_plots(rows: list[Row], records: list[RunRecord], columns: list[str], ou
     metrics = headline_metrics(rows, columns)
     for m in metrics:
         add("boxplot", f"{m} across seeds", boxplots(rows, m, out / f"box_{m}.png"),
-            f"Each box: one configuration's seeds (dots); one panel per dataset; triangle: mean.")
+            "Each box: one configuration's seeds (dots); one panel per dataset; triangle: mean.")
     by_stage: dict[tuple[str, str], list[Row]] = {}
     for r in rows:
         by_stage.setdefault((r.spec.stage, r.spec.dataset), []).append(r)
