@@ -276,6 +276,16 @@ class EnsembleModule(L.LightningModule):
         self.member_configs = member_configs
         base = member_configs[0]
         cls = get_objective(base["model"])
+        # real-valued loss hyperparameters become (M,) tensors; others (ints, choices, an optimizer's
+        # settings) must agree across members
+        shared = set(getattr(cls, "optimizer_hparams", ()))
+        self.hp_names = [p.name for p in cls.hparams if p.type is float and p.name not in shared]
+        for p in cls.hparams:
+            if p.name not in self.hp_names and len({str(c["hparams"].get(p.name)) for c in member_configs}) > 1:
+                why = "it sets an optimizer, one for all members" if p.name in shared else \
+                    "only real-valued hyperparameters of the loss can differ"
+                raise DisentkitError(f"--ensemble {p.name}=... must be the same for all members ({why}); "
+                                     "train members with different values as separate ensembles")
         vaes, objectives, self._cpu_noise_states = [], [], []
         for cfg in member_configs:
             # The same construction order and RNG use as VAEModule under L.seed_everything(seed).
@@ -301,16 +311,6 @@ class EnsembleModule(L.LightningModule):
         self._extra_optimizers = [(type(o), dict(o.defaults), [names[id(p)] for g in o.param_groups for p in g["params"]])
                                   for o in first.extra_optimizers()]
         self.rng = rng
-        # real-valued loss hyperparameters become (M,) tensors; others (ints, choices, an optimizer's
-        # settings) must agree across members
-        shared = set(getattr(cls, "optimizer_hparams", ()))
-        self.hp_names = [p.name for p in cls.hparams if p.type is float and p.name not in shared]
-        for p in cls.hparams:
-            if p.name not in self.hp_names and len({str(c["hparams"].get(p.name)) for c in member_configs}) > 1:
-                why = "it sets an optimizer, one for all members" if p.name in shared else \
-                    "only real-valued hyperparameters of the loss can differ"
-                raise DisentkitError(f"--ensemble {p.name}=... must be the same for all members ({why}); "
-                                     "train members with different values as separate ensembles")
         for name in self.hp_names:
             vals = [float(c["hparams"][name]) for c in member_configs]
             self.register_buffer(f"hp_{name}", torch.tensor(vals, dtype=torch.float32))
@@ -560,7 +560,8 @@ def fit_ensemble(config: TrainConfig) -> Path:
     device = resolve_device(config.device)
     quiet_lightning()
     dataset = place_dataset(get_dataset(config.dataset), device)
-    extra = dict(channels=dataset.observation_shape[0], factor_names=list(dataset.factor_names))
+    extra = dict(channels=dataset.observation_shape[0], factor_names=list(dataset.factor_names),
+                 num_images=dataset.num_images)  # as a single run records them (β-TCVAE needs N)
     cfgs = [{**m.to_dict(), **extra} for m in members]
     init_states = None
     if config.init_from:
