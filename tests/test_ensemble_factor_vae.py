@@ -108,7 +108,7 @@ def test_shared_settings_and_unsupported_objectives_are_clear_errors():
         _module("factor_vae", ["disc_lr=1e-4,1e-3"], **SMALL_D)
     with pytest.raises(DisentkitError, match="disc_hidden=... must be the same"):
         _module("factor_vae", ["disc_hidden=16,32"])
-    with pytest.raises(DisentkitError, match="adaptive_beta_vae objective without buffers"):
+    with pytest.raises(DisentkitError, match="not support the adaptive_beta_vae objective yet: it keeps buffers"):
         _module("adaptive_beta_vae", ["seed=0,1"])
 
 

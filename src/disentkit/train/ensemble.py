@@ -9,16 +9,32 @@ whole grid. The loss minimised is the sum of the members' losses; members share 
 each member's gradient is exactly its own loss's gradient, and because Adam is elementwise, one Adam
 over the stacked tensors is M independent Adams (same lr, betas, eps).
 
-Random streams are per member and match a single ``disentkit train`` run with the member's seed:
-the initial weights come from ``torch.manual_seed(seed)`` in the same order as :class:`VAEModule`
-builds them, the batch indices from a generator seeded with the seed (as :class:`RandomBatches`),
-and the reparameterization noise continues the global stream where initialisation left it (CPU) or
-starts the CUDA stream at the seed (CUDA). So member i reproduces model i trained alone, to float
-tolerance (``tests/test_ensemble.py``). ``ensemble_rng: shared`` trades that for two random draws a
-step instead of 2·M (faster for large M on a GPU; statistically the same training).
+An objective's own weights are stacked the same way (:class:`StackedParams`) and run through
+``functional_call`` of a weightless template of the objective: those its ``vae_parameters`` names
+(e.g. L-VAE's learnable σ's) join the VAE's Adam; those of its ``extra_optimizers`` get one optimizer
+each, of the same class and settings, over the stacked tensors. FactorVAE's discriminators are thus
+(M, ...) tensors with one second Adam (lr ``disc_lr``, betas 0.5/0.9) = M independent discriminator
+Adams, and the step is manual as in ``FactorVAE.manual_step``: the VAE Adam on every member's
+rec + KL + γ·TC, then the discriminators' Adam on real vs permuted codes (for objectives that step
+by hand, the ensemble needs ``split_batch``, ``step_noise`` and ``adversary_loss``; others are refused).
+Hyperparameters that configure an optimizer (``optimizer_hparams``: ``disc_lr``), integer ones and
+choices must agree across members.
 
-Each member is saved as an ordinary checkpoint (``<out>/<member>/model.safetensors`` + its own
-``config.yaml``) that ``disentkit evaluate`` and ``report`` accept.
+Random streams are per member and match a single ``disentkit train`` run with the member's seed:
+the initial weights (VAE, then the objective's, e.g. the discriminator) come from
+``torch.manual_seed(seed)`` in the same order as :class:`VAEModule` builds them, the batch indices
+from a generator seeded with the seed (as :class:`RandomBatches`), and every random draw of a step
+continues the member's own stream where initialisation left it (CPU) or starts the CUDA stream at the
+seed (CUDA), in the order a single run draws them: the reparameterization noise, and for FactorVAE
+also the uniform draws behind its permutations (``FactorVAE.step_noise``), drawn up front and passed
+in. So member i reproduces model i trained alone, to float tolerance (in our CPU runs bit for bit with the
+loop; ``tests/test_ensemble.py``, ``tests/test_ensemble_factor_vae.py``). ``ensemble_rng: shared``
+trades that for one draw of each kind a step instead of one per member (faster for large M on a GPU;
+statistically the same training).
+
+Each member is saved as an ordinary checkpoint (``<out>/<member>/model.safetensors`` with ``vae.*`` and
+``objective.*`` tensors, as a single run writes, + its own ``config.yaml``) that ``disentkit evaluate``
+and ``report`` accept. Not supported: objectives with running state (buffers, e.g. adaptive β-VAE).
 """
 
 from __future__ import annotations
@@ -137,8 +153,8 @@ class StackedParams(nn.Module):
         super().__init__()
         params, buffers = stack_module_state(modules) if any(True for _ in modules[0].parameters()) else ({}, {})
         if buffers or any(True for _ in modules[0].buffers()):
-            raise DisentkitError(f"ensembles support a {what} without buffers (no batch norm, no running "
-                                 "state) for now; train its members one by one")
+            raise DisentkitError(f"--ensemble does not support {what} yet: it keeps buffers (batch-norm "
+                                 "statistics or running state) per model; train its members one by one")
         self.num_members = len(modules)
         self.names = list(params)
         self.stacked = nn.ParameterDict({n.replace(".", "__"): nn.Parameter(p.detach().clone())
@@ -182,7 +198,7 @@ class StackedVAE(StackedParams):
     """M :class:`GaussianVAE` of one architecture, parameters stacked as (M, ...) tensors."""
 
     def __init__(self, vaes: list[GaussianVAE]) -> None:
-        super().__init__(vaes, what="VAE")
+        super().__init__(vaes, what="this VAE architecture")
         self.latent_dim = vaes[0].latent_dim
 
     def member_sample(self, params: dict[str, torch.Tensor], x: torch.Tensor,
@@ -302,13 +318,14 @@ class EnsembleModule(L.LightningModule):
             for vae, state in zip(vaes, init_states):
                 vae.load_state_dict(state)
         self.stack = StackedVAE(vaes)
-        self.objectives = StackedParams(objectives, what=f"{base['model']} objective")
+        self.objectives = StackedParams(objectives, what=f"the {base['model']} objective")
         self.automatic_optimization = not manual
         self.steps_per_update = first.optimizer_steps_per_update()
         # which of the objective's weights each optimizer trains (by name), and how it is built
         names = {id(p): n for n, p in first.named_parameters()}
         self._vae_objective_names = [names[id(p)] for p in first.vae_parameters()]
-        self._extra_optimizers = [(type(o), dict(o.defaults), [names[id(p)] for g in o.param_groups for p in g["params"]])
+        self._extra_optimizers = [(type(o), dict(o.defaults), [names[id(p)] for g in o.param_groups
+                                                                for p in g["params"]])
                                   for o in first.extra_optimizers()]
         self.rng = rng
         for name in self.hp_names:
