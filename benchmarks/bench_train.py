@@ -8,7 +8,8 @@ measured in the same run on the same data.
 * ``disentkit …``  — ``disentkit train``'s own pieces (VAEModule, RandomBatches, the Trainer of
   ``fit``), plain and with each speed option (channels_last, bf16-mixed, torch.compile, CUDA graphs).
 * ``ensemble M=…`` — fused ensembles (train/ensemble.py) through Lightning: aggregate images/s of M
-  members against M single models (the eager loop's images/s).
+  members against M single models (the eager loop's images/s); for FactorVAE, against M single
+  ``disentkit train --model factor_vae`` runs (its discriminator step has no eager-loop twin here).
 * ``stacked fwd+bwd`` — how to stack M models: vmap over functional_call (what ensembles use),
   explicit grouped convolutions, and a Python loop over M models.
 
@@ -208,14 +209,16 @@ def time_disentkit(ds, device, batch: int, steps: int, warmup: int, repeats: int
 
 
 def time_ensemble(ds, device, batch: int, members: int, steps: int, warmup: int, repeats: int,
-                  rng: str = "member") -> list[float]:
+                  rng: str = "member", model: str = "beta_vae") -> list[float]:
     timer = StepTimer(warmup, steps, repeats, device)
-    cfg = base_config(batch, "beta_vae", steps=timer.total, out=tempfile.mkdtemp(),
+    cfg = base_config(batch, model, steps=timer.total, out=tempfile.mkdtemp(),
                       ensemble=[f"seed={','.join(str(i) for i in range(members))}"], ensemble_rng=rng)
-    cfgs = [{**m.to_dict(), "channels": 1, "factor_names": list(ds.factor_names)} for m in expand_members(cfg)]
+    cfgs = [{**m.to_dict(), "channels": 1, "factor_names": list(ds.factor_names), "num_images": ds.num_images}
+            for m in expand_members(cfg)]
     module = EnsembleModule(cfgs, rng=rng)
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = make_trainer(cfg, Path(tmp), device, [timer], has_val=False)
+    with tempfile.TemporaryDirectory() as tmp:  # max_steps counts every optimizer's steps (FactorVAE: 2 a batch)
+        trainer = make_trainer(cfg, Path(tmp), device, [timer], has_val=False,
+                               max_steps=timer.total * module.steps_per_update)
         trainer.fit(module, datamodule=EnsembleDataModule(ds, batch, [c["seed"] for c in cfgs], 0, 0.0, device, rng))
     return timer.times
 
@@ -317,6 +320,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--compile", action="store_true", help="also time --compile on the CPU (slow to compile)")
     ap.add_argument("--bf16", action="store_true", help="also time bf16-mixed on the CPU (≈ 8x slower on CPUs "
                                                         "without native bf16, e.g. AVX-only)")
+    ap.add_argument("--ensemble-models", default="beta_vae,factor_vae",
+                    help="models of the fused-ensemble tables (beta_vae always; factor_vae optional)")
     ap.add_argument("--skip", default="", help="comma list of sections to skip: single,ensemble,stacked")
     ap.add_argument("--quick", action="store_true", help="smoke run: few steps, batch 64, M ≤ 2")
     args = ap.parse_args(argv)
@@ -394,6 +399,24 @@ def main(argv: list[str] | None = None) -> None:
             print(f"\n## fused ensembles (beta_vae), {device}, batch {b} per member  (aggregate images/s; "
                   f"ratio over one eager loop = M models trained one after another)")
             print(f"{'path':<30}{'batch':>6}{'steps/s':>10}{'images/s':>12}{'vs eager':>10}")
+            for name, sec in res.items():
+                m = int(name.split("M=")[1].split()[0]) if "M=" in name else 1
+                print(fmt_row(name, b, sec, base, m * b), flush=True)
+
+        if "ensemble" not in skip and "factor_vae" in args.ensemble_models.split(","):
+            # FactorVAE (paper-size discriminator, 6 × 1000): the baseline is disentkit's own single-model
+            # path, so the ratio is M members at once against M single runs one after another
+            variants = {"factor_vae, one model": lambda: time_disentkit(ds, device, b, steps, warmup, 1,
+                                                                         model="factor_vae")}
+            for m in ms:
+                k = max(2, steps // max(1, m // 2))
+                variants[f"factor_vae ensemble M={m}"] = \
+                    lambda m=m, k=k: time_ensemble(ds, device, b, m, k, warmup, 1, "member", "factor_vae")
+            res = best(variants)
+            base = res["factor_vae, one model"]
+            print(f"\n## fused ensembles (factor_vae), {device}, batch {b} per member  (aggregate images/s; "
+                  f"ratio over one disentkit factor_vae run = M runs one after another)")
+            print(f"{'path':<30}{'batch':>6}{'steps/s':>10}{'images/s':>12}{'vs single':>10}")
             for name, sec in res.items():
                 m = int(name.split("M=")[1].split()[0]) if "M=" in name else 1
                 print(fmt_row(name, b, sec, base, m * b), flush=True)

@@ -13,6 +13,10 @@ cross-entropy of real vs permuted codes (detached). D: MLP 6 × 1000, leaky ReLU
 The permuted codes come from the same batch by default (as disentanglement_lib does); with
 ``--permutation second_batch`` each batch is split in two halves: the first trains the VAE, the
 second is encoded and permuted for D, as in the paper's Alg. 1 (so ``--batch-size`` then counts both).
+
+Fused ensembles (``train/ensemble.py``) run the same step with the members' parameters stacked: they
+draw a step's random numbers per member in the order :meth:`FactorVAE.step_noise` lists (the order a
+single run draws them) and hand them to :meth:`FactorVAE.loss` and :meth:`FactorVAE.adversary_loss`.
 """
 
 from __future__ import annotations
@@ -28,10 +32,11 @@ from .base import HParam, LossTerms, Objective, VAEOutput, register
 DISC_BETAS = (0.5, 0.9)
 
 
-def permute_dims(z: torch.Tensor) -> torch.Tensor:
-    """Samples of q̄(z): each column of ``z`` (B, D) shuffled by its own random permutation of the batch."""
-    idx = torch.argsort(torch.rand(z.shape, device=z.device), dim=0)
-    return z.gather(0, idx)
+def permute_dims(z: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """Samples of q̄(z): each column of ``z`` (B, D) shuffled by its own random permutation of the batch,
+    the argsort of uniform ``noise`` of z's shape (drawn here with ``torch.rand`` when not given)."""
+    u = torch.rand(z.shape, device=z.device) if noise is None else noise
+    return z.gather(0, torch.argsort(u, dim=0))
 
 
 def discriminator(latent_dim: int, hidden: int = 1000, layers: int = 6) -> nn.Sequential:
@@ -75,6 +80,7 @@ class FactorVAE(Objective):
         HParam("disc_layers", 6, "FactorVAE: discriminator hidden layers (the paper's 6)", type=int, min=1),
     )
     manual_optimization = True
+    optimizer_hparams = ("disc_lr",)  # configure an optimizer, not the loss: shared by an ensemble's members
 
     def __init__(self, reconstruction: str = "bernoulli", latent_dim: int | None = None, **hp: Any) -> None:
         super().__init__(reconstruction, latent_dim=latent_dim, **hp)
@@ -85,13 +91,40 @@ class FactorVAE(Objective):
         logits = self.discriminator(z)
         return (logits[:, 0] - logits[:, 1]).mean(), logits
 
-    def loss(self, out: VAEOutput, x: torch.Tensor, step: int) -> LossTerms:
+    def loss(self, out: VAEOutput, x: torch.Tensor, step: int, noise: torch.Tensor | None = None) -> LossTerms:
+        """rec + KL + γ·TC; ``noise`` (uniform, z's shape) permutes the codes of D's logged accuracy."""
         rec, kl, logs = self.base_terms(out, x)
         tc, logits_real = self.tc_estimate(out.z)
         loss = rec + kl + self.gamma * tc
         with torch.no_grad():
-            logs.update(discriminator_logs(logits_real, self.discriminator(permute_dims(out.z))))
+            logs.update(discriminator_logs(logits_real, self.discriminator(permute_dims(out.z, noise))))
         return LossTerms(loss, {"loss": loss, **logs, "tc": tc})
+
+    def split_batch(self, batch: torch.Tensor, dim: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(images for the VAE, images whose codes D sees permuted, or None to permute the VAE's own)."""
+        if self.permutation == "second_batch":
+            x, x_other = batch.chunk(2, dim)
+            return x, x_other
+        return batch, None
+
+    def adversary_loss(self, z_real: torch.Tensor, z_other: torch.Tensor,
+                       noise: torch.Tensor | None = None) -> torch.Tensor:
+        """D's loss on real codes ``z_real`` vs ``z_other`` permuted (by ``noise``, uniform, when given)."""
+        z_perm = permute_dims(z_other, noise)
+        return discriminator_loss(self.discriminator(z_real), self.discriminator(z_perm))
+
+    def step_noise(self, batch_size: int) -> list[tuple[str, str, tuple[int, ...]]]:
+        """The random draws of one training step as (name, normal|uniform, shape), in the order
+        :meth:`manual_step` makes them: the VAE's reparameterization noise ``eps``, the permutation
+        ``loss_noise`` of :meth:`loss`'s logs, the second half's ``eps_other`` (second_batch only), and
+        the permutation ``adversary_noise`` of D's step."""
+        d = int(self.latent_dim or 10)
+        b1 = -(-batch_size // 2) if self.permutation == "second_batch" else batch_size
+        draws = [("eps", "normal", (b1, d)), ("loss_noise", "uniform", (b1, d))]
+        if self.permutation == "second_batch":
+            b2 = batch_size - b1
+            return draws + [("eps_other", "normal", (b2, d)), ("adversary_noise", "uniform", (b2, d))]
+        return draws + [("adversary_noise", "uniform", (b1, d))]
 
     def vae_parameters(self):
         """The discriminator is trained by its own optimizer only, never by the VAE's."""
@@ -103,7 +136,7 @@ class FactorVAE(Objective):
     def manual_step(self, module: Any, batch: torch.Tensor) -> LossTerms:
         """VAE step on rec + KL + γ·TC, then one discriminator step on real vs permuted codes."""
         vae_opt, d_opt = module.optimizers()
-        x, x_other = batch.chunk(2) if self.permutation == "second_batch" else (batch, None)
+        x, x_other = self.split_batch(batch)
         out = module.vae(x)
         terms = self.loss(out, x, module.vae_step)
         vae_opt.zero_grad()
@@ -112,12 +145,11 @@ class FactorVAE(Objective):
 
         z_real = out.z.detach()
         if x_other is None:
-            z_perm = permute_dims(z_real)
+            z_other = z_real
         else:
             with torch.no_grad():
-                z_perm = permute_dims(module.vae(x_other).z)
-        logits_real, logits_perm = self.discriminator(z_real), self.discriminator(z_perm)
-        d_loss = discriminator_loss(logits_real, logits_perm)
+                z_other = module.vae(x_other).z
+        d_loss = self.adversary_loss(z_real, z_other)
         d_opt.zero_grad()  # also clears the gradient the VAE loss left on D
         module.manual_backward(d_loss)
         d_opt.step()

@@ -9,16 +9,32 @@ whole grid. The loss minimised is the sum of the members' losses; members share 
 each member's gradient is exactly its own loss's gradient, and because Adam is elementwise, one Adam
 over the stacked tensors is M independent Adams (same lr, betas, eps).
 
-Random streams are per member and match a single ``disentkit train`` run with the member's seed:
-the initial weights come from ``torch.manual_seed(seed)`` in the same order as :class:`VAEModule`
-builds them, the batch indices from a generator seeded with the seed (as :class:`RandomBatches`),
-and the reparameterization noise continues the global stream where initialisation left it (CPU) or
-starts the CUDA stream at the seed (CUDA). So member i reproduces model i trained alone, to float
-tolerance (``tests/test_ensemble.py``). ``ensemble_rng: shared`` trades that for two random draws a
-step instead of 2·M (faster for large M on a GPU; statistically the same training).
+An objective's own weights are stacked the same way (:class:`StackedParams`) and run through
+``functional_call`` of a weightless template of the objective: those its ``vae_parameters`` names
+(e.g. L-VAE's learnable σ's) join the VAE's Adam; those of its ``extra_optimizers`` get one optimizer
+each, of the same class and settings, over the stacked tensors. FactorVAE's discriminators are thus
+(M, ...) tensors with one second Adam (lr ``disc_lr``, betas 0.5/0.9) = M independent discriminator
+Adams, and the step is manual as in ``FactorVAE.manual_step``: the VAE Adam on every member's
+rec + KL + γ·TC, then the discriminators' Adam on real vs permuted codes (for objectives that step
+by hand, the ensemble needs ``split_batch``, ``step_noise`` and ``adversary_loss``; others are refused).
+Hyperparameters that configure an optimizer (``optimizer_hparams``: ``disc_lr``), integer ones and
+choices must agree across members.
 
-Each member is saved as an ordinary checkpoint (``<out>/<member>/model.safetensors`` + its own
-``config.yaml``) that ``disentkit evaluate`` and ``report`` accept.
+Random streams are per member and match a single ``disentkit train`` run with the member's seed:
+the initial weights (VAE, then the objective's, e.g. the discriminator) come from
+``torch.manual_seed(seed)`` in the same order as :class:`VAEModule` builds them, the batch indices
+from a generator seeded with the seed (as :class:`RandomBatches`), and every random draw of a step
+continues the member's own stream where initialisation left it (CPU) or starts the CUDA stream at the
+seed (CUDA), in the order a single run draws them: the reparameterization noise, and for FactorVAE
+also the uniform draws behind its permutations (``FactorVAE.step_noise``), drawn up front and passed
+in. So member i reproduces model i trained alone, to float tolerance (in our CPU runs bit for bit with the
+loop; ``tests/test_ensemble.py``, ``tests/test_ensemble_factor_vae.py``). ``ensemble_rng: shared``
+trades that for one draw of each kind a step instead of one per member (faster for large M on a GPU;
+statistically the same training).
+
+Each member is saved as an ordinary checkpoint (``<out>/<member>/model.safetensors`` with ``vae.*`` and
+``objective.*`` tensors, as a single run writes, + its own ``config.yaml``) that ``disentkit evaluate``
+and ``report`` accept. Not supported: objectives with running state (buffers, e.g. adaptive β-VAE).
 """
 
 from __future__ import annotations
@@ -47,7 +63,6 @@ from .module import _should_log
 MODES = ("product", "zip")
 IMPLS = ("auto", "vmap", "loop")
 RNG_MODES = ("member", "shared")
-MEMBER_LOGS = ("loss", "reconstruction", "kl", "elbo")
 
 
 # ----------------------------------------------------------------------------- the member grid
@@ -126,25 +141,30 @@ def _fmt(v: Any) -> str:
 
 
 # ----------------------------------------------------------------------------- the stacked model
-class StackedVAE(nn.Module):
-    """M :class:`GaussianVAE` of one architecture, parameters stacked as (M, ...) tensors.
+class StackedParams(nn.Module):
+    """The parameters of M modules of one structure as (M, ...) tensors (``stack_module_state``), and a
+    weightless (meta-device) copy of the module that runs any member's slice through ``functional_call``.
 
-    ``names`` are the single VAE's parameter names (``encoder.conv.0.weight`` …); ``member_state(i)``
+    ``names`` are the single module's parameter names (``encoder.conv.0.weight`` …); ``member_state(i)``
     returns member i's ordinary state dict.
     """
 
-    def __init__(self, vaes: list[GaussianVAE]) -> None:
+    def __init__(self, modules: list[nn.Module], what: str = "module") -> None:
         super().__init__()
-        params, buffers = stack_module_state(vaes)
-        if buffers:
-            raise DisentkitError("ensembles support VAEs without buffers (e.g. no batch norm) for now")
-        self.num_members = len(vaes)
-        self.latent_dim = vaes[0].latent_dim
+        params, buffers = stack_module_state(modules) if any(True for _ in modules[0].parameters()) else ({}, {})
+        if buffers or any(True for _ in modules[0].buffers()):
+            raise DisentkitError(f"--ensemble does not support {what} yet: it keeps buffers (batch-norm "
+                                 "statistics or running state) per model; train its members one by one")
+        self.num_members = len(modules)
         self.names = list(params)
         self.stacked = nn.ParameterDict({n.replace(".", "__"): nn.Parameter(p.detach().clone())
                                          for n, p in params.items()})
-        template = copy.deepcopy(vaes[0]).to("meta")
+        template = copy.deepcopy(modules[0]).to("meta")
         self._template = [template]  # a list: not registered as a submodule (it has no real weights)
+
+    @property
+    def template(self) -> nn.Module:
+        return self._template[0]
 
     def params(self) -> dict[str, torch.Tensor]:
         return {n: self.stacked[n.replace(".", "__")] for n in self.names}
@@ -157,18 +177,46 @@ class StackedVAE(nn.Module):
             for n in self.names:
                 self.stacked[n.replace(".", "__")][i].copy_(state[n])
 
+    def call(self, method: str, params: dict[str, torch.Tensor], *args: Any, **kwargs: Any) -> Any:
+        """``template.method(*args, **kwargs)`` with one member's parameters ``params`` (vmappable)."""
+        return functional_call(_Method(self.template, method), {f"module.{k}": v for k, v in params.items()},
+                               args, kwargs)
+
+
+class _Method(nn.Module):
+    """Calls one method of a wrapped module, so that ``functional_call`` can swap weights for any method."""
+
+    def __init__(self, module: nn.Module, method: str) -> None:
+        super().__init__()
+        self.module, self.method = module, method
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self.module, self.method)(*args, **kwargs)
+
+
+class StackedVAE(StackedParams):
+    """M :class:`GaussianVAE` of one architecture, parameters stacked as (M, ...) tensors."""
+
+    def __init__(self, vaes: list[GaussianVAE]) -> None:
+        super().__init__(vaes, what="this VAE architecture")
+        self.latent_dim = vaes[0].latent_dim
+
+    def member_sample(self, params: dict[str, torch.Tensor], x: torch.Tensor,
+                      eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One member's (μ, log σ², z = μ + σ·ε) for the given noise ε (to be vmapped)."""
+        enc = {k[len("encoder."):]: v for k, v in params.items() if k.startswith("encoder.")}
+        mu, logvar = functional_call(self.template.encoder, enc, (x,))
+        return mu, logvar, mu + torch.exp(0.5 * logvar) * eps
+
     def member_forward(self, params: dict[str, torch.Tensor], x: torch.Tensor, eps: torch.Tensor) -> VAEOutput:
         """One member's VAE forward (to be vmapped): z = μ + σ·ε with the given noise ε."""
-        t = self._template[0]
-        enc = {k[len("encoder."):]: v for k, v in params.items() if k.startswith("encoder.")}
+        mu, logvar, z = self.member_sample(params, x, eps)
         dec = {k[len("decoder."):]: v for k, v in params.items() if k.startswith("decoder.")}
-        mu, logvar = functional_call(t.encoder, enc, (x,))
-        z = mu + torch.exp(0.5 * logvar) * eps
-        return VAEOutput(mu, logvar, z, functional_call(t.decoder, dec, (z,)))
+        return VAEOutput(mu, logvar, z, functional_call(self.template.decoder, dec, (z,)))
 
     def encode_mean(self, x: torch.Tensor) -> torch.Tensor:
         """μ(x) of every member, (M, B, D), for x of shape (M, B, C, H, W)."""
-        t = self._template[0]
+        t = self.template
 
         def one(params, xi):
             enc = {k[len("encoder."):]: v for k, v in params.items() if k.startswith("encoder.")}
@@ -234,7 +282,9 @@ class EnsembleDataModule(L.LightningDataModule):
 
 # ----------------------------------------------------------------------------- the LightningModule
 class EnsembleModule(L.LightningModule):
-    """M members of one objective, trained as one stacked model with one Adam."""
+    """M members of one objective, trained as one stacked model: one Adam over the stacked VAEs (and the
+    objective's own weights the VAE's optimizer trains), plus, for objectives that step extra optimizers
+    by hand (FactorVAE's discriminator), one such optimizer over their stacked weights."""
 
     def __init__(self, member_configs: list[dict[str, Any]], rng: str = "member",
                  init_states: list[dict[str, torch.Tensor]] | None = None) -> None:
@@ -242,62 +292,117 @@ class EnsembleModule(L.LightningModule):
         self.member_configs = member_configs
         base = member_configs[0]
         cls = get_objective(base["model"])
-        if getattr(cls, "manual_optimization", False):
-            raise DisentkitError(f"--ensemble does not support {base['model']} yet (it trains extra optimizers); "
-                                 "train its members one by one")
-        vaes, self._cpu_noise_states = [], []
-        objective = None
+        # real-valued loss hyperparameters become (M,) tensors; others (ints, choices, an optimizer's
+        # settings) must agree across members
+        shared = set(getattr(cls, "optimizer_hparams", ()))
+        self.hp_names = [p.name for p in cls.hparams if p.type is float and p.name not in shared]
+        for p in cls.hparams:
+            if p.name not in self.hp_names and len({str(c["hparams"].get(p.name)) for c in member_configs}) > 1:
+                why = "it sets an optimizer, one for all members" if p.name in shared else \
+                    "only real-valued hyperparameters of the loss can differ"
+                raise DisentkitError(f"--ensemble {p.name}=... must be the same for all members ({why}); "
+                                     "train members with different values as separate ensembles")
+        vaes, objectives, self._cpu_noise_states = [], [], []
         for cfg in member_configs:
             # The same construction order and RNG use as VAEModule under L.seed_everything(seed).
             torch.manual_seed(int(cfg["seed"]))
             vaes.append(GaussianVAE(cfg["architecture"], int(cfg["channels"]), int(cfg["latent_dim"])))
-            obj = _build_objective(cls, cfg)
-            if any(True for _ in obj.parameters()):
-                raise DisentkitError(f"--ensemble does not support {base['model']} yet (its objective has weights)")
-            objective = objective or obj
+            objectives.append(_build_objective(cls, cfg))
             self._cpu_noise_states.append(torch.get_rng_state())
+        first = objectives[0]
+        manual = bool(getattr(cls, "manual_optimization", False))
+        if manual and not all(hasattr(first, a) for a in MANUAL_PROTOCOL):
+            raise DisentkitError(f"--ensemble does not support {base['model']} yet (its hand-written training step "
+                                 f"has no ensemble form: {', '.join(MANUAL_PROTOCOL)}); train its members one by one")
         if init_states:
             for vae, state in zip(vaes, init_states):
                 vae.load_state_dict(state)
         self.stack = StackedVAE(vaes)
-        self.objective = objective
+        self.objectives = StackedParams(objectives, what=f"the {base['model']} objective")
+        self.automatic_optimization = not manual
+        self.steps_per_update = first.optimizer_steps_per_update()
+        # which of the objective's weights each optimizer trains (by name), and how it is built
+        names = {id(p): n for n, p in first.named_parameters()}
+        self._vae_objective_names = [names[id(p)] for p in first.vae_parameters()]
+        self._extra_optimizers = [(type(o), dict(o.defaults), [names[id(p)] for g in o.param_groups
+                                                                for p in g["params"]])
+                                  for o in first.extra_optimizers()]
         self.rng = rng
-        # real-valued hyperparameters become (M,) tensors; others (ints, choices) must agree across members
-        self.hp_names = [p.name for p in cls.hparams if p.type is float]
-        for p in cls.hparams:
-            if p.name not in self.hp_names and len({str(c["hparams"].get(p.name)) for c in member_configs}) > 1:
-                raise DisentkitError(f"--ensemble {p.name}=... must be the same for all members "
-                                     "(only real-valued hyperparameters can differ)")
         for name in self.hp_names:
             vals = [float(c["hparams"][name]) for c in member_configs]
             self.register_buffer(f"hp_{name}", torch.tensor(vals, dtype=torch.float32))
         self._noise_gens: list[torch.Generator] = []
-        self._loss_fn = vmap(self._member_loss, in_dims=(0, 0, 0, 0, None))
+        self._loss_fn = vmap(self._member_loss, in_dims=(0, 0, 0, 0, 0, None))
         self._compiled = None
 
     @property
     def num_members(self) -> int:
         return self.stack.num_members
 
+    @property
+    def objective(self) -> nn.Module:
+        """The objective's weightless template (its methods run with each member's weights)."""
+        return self.objectives.template
+
+    @property
+    def vae_step(self) -> int:
+        """VAE updates so far (``global_step`` counts every optimizer's steps under manual optimization)."""
+        return self.global_step // self.steps_per_update
+
     def hparam_tensors(self) -> dict[str, torch.Tensor]:
         return {name: getattr(self, f"hp_{name}") for name in self.hp_names}
 
-    def _member_loss(self, params, hp, x, eps, step):
-        out = self.stack.member_forward(params, x, eps)
+    def _member_loss(self, params, obj_params, hp, x, noise, step):
+        out = self.stack.member_forward(params, x, noise["eps"])
+        kwargs = {"noise": noise["loss_noise"]} if "loss_noise" in noise else {}
         with hparams_as(self.objective, hp):
-            terms = self.objective.loss(out, x, step)
-        return terms.loss, {k: terms.logs[k] for k in MEMBER_LOGS if k in terms.logs}
+            terms = self.objectives.call("loss", obj_params, out, x, step, **kwargs)
+        return terms.loss, {k: v for k, v in terms.logs.items() if "/" not in k}, out.z
 
-    def losses(self, x: torch.Tensor, eps: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Per-member losses (M,) and logs {name: (M,)} for images (M, B, C, H, W) and noise (M, B, D)."""
+    def losses(self, x: torch.Tensor, eps: torch.Tensor, step: int,
+               noise: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Per-member losses (M,) and logs {name: (M,)} for images (M, B, C, H, W) and noise (M, B, D)
+        (plus the objective's own noise, e.g. FactorVAE's ``loss_noise``)."""
+        loss, logs, _ = self._losses(x, {"eps": eps, **(noise or {})}, step)
+        return loss, logs
+
+    def _losses(self, x: torch.Tensor, noise: dict[str, torch.Tensor], step: int):
+        """(losses (M,), logs {name: (M,)}, codes z (M, B, D))."""
+        noise = {k: v for k, v in noise.items() if k in ("eps", "loss_noise")}
+        params, obj_params, hp = self.stack.params(), self.objectives.params(), self.hparam_tensors()
         if self.impl_for(x.device) == "loop":
-            return self._loop_losses(x, eps, step)
+            results = [self._member_loss(_member(params, i), _member(obj_params, i), _member(hp, i), x[i],
+                                         _member(noise, i), step) for i in range(self.num_members)]
+            loss, z = torch.stack([r[0] for r in results]), torch.stack([r[2] for r in results])
+            return loss, {k: torch.stack([r[1][k] for r in results]) for k in results[0][1]}, z
         fn = self._loss_fn
         if self.member_configs[0].get("compile", "off") not in ("off", None, False):
             if self._compiled is None:
                 self._compiled = torch.compile(self._loss_fn, mode=_compile_mode(self.member_configs[0]["compile"]))
             fn = self._compiled
-        return fn(self.stack.params(), self.hparam_tensors(), x, eps, step)
+        return fn(params, obj_params, hp, x, noise, step)
+
+    def _per_member(self, fn, device: torch.device, *args: Any) -> Any:
+        """``fn(member params, *member args)`` for every member, stacked: vmap or a loop over slices."""
+        if self.impl_for(device) == "loop":
+            outs = [fn(*(_member(a, i) for a in args)) for i in range(self.num_members)]
+            return torch.stack(outs)
+        return vmap(fn)(*args)
+
+    def sample_codes(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """z = μ(x) + σ(x)·ε of every member, (M, B, D), for images (M, B, C, H, W)."""
+        return self._per_member(lambda p, xi, ei: self.stack.member_sample(p, xi, ei)[2], x.device,
+                                self.stack.params(), x, eps)
+
+    def adversary_losses(self, z_real: torch.Tensor, z_other: torch.Tensor,
+                         noise: torch.Tensor) -> torch.Tensor:
+        """Every member's ``objective.adversary_loss`` (FactorVAE: its discriminator's loss), (M,)."""
+        def one(obj_params, hp, zr, zo, u):
+            with hparams_as(self.objective, hp):
+                return self.objectives.call("adversary_loss", obj_params, zr, zo, u)
+
+        return self._per_member(one, z_real.device, self.objectives.params(), self.hparam_tensors(),
+                                z_real, z_other, noise)
 
     def impl_for(self, device: torch.device) -> str:
         """``vmap`` (one grouped kernel per layer for all members: the GPU path) or ``loop`` (members one
@@ -305,13 +410,6 @@ class EnsembleModule(L.LightningModule):
         convolutions are slower than M ordinary ones — see benchmarks/bench_train.py)."""
         impl = self.member_configs[0].get("ensemble_impl", "auto")
         return ("vmap" if device.type == "cuda" else "loop") if impl == "auto" else impl
-
-    def _loop_losses(self, x: torch.Tensor, eps: torch.Tensor, step: int):
-        params, hp = self.stack.params(), self.hparam_tensors()
-        results = [self._member_loss({k: v[i] for k, v in params.items()}, {k: v[i] for k, v in hp.items()},
-                                     x[i], eps[i], step) for i in range(self.num_members)]
-        loss = torch.stack([r[0] for r in results])
-        return loss, {k: torch.stack([r[1][k] for r in results]) for k in results[0][1]}
 
     # -- random streams
     def on_fit_start(self) -> None:
@@ -333,18 +431,38 @@ class EnsembleModule(L.LightningModule):
             gens.append(g)
         return gens
 
-    def draw_noise(self, batch_size: int, device: torch.device) -> torch.Tensor:
-        m, d = self.num_members, self.stack.latent_dim
+    def step_noise(self, batch_size: int) -> list[tuple[str, str, tuple[int, ...]]]:
+        """A training step's draws (name, normal|uniform, shape) in a single run's order: the objective's
+        own list (FactorVAE.step_noise) or just the reparameterization noise ``eps``."""
+        if hasattr(self.objective, "step_noise"):
+            return self.objective.step_noise(batch_size)
+        return [("eps", "normal", (batch_size, self.stack.latent_dim))]
+
+    def draw_step_noise(self, batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
+        """{name: (M, ...)}: member i's draws come from its own stream, in :meth:`step_noise`'s order."""
+        spec = self.step_noise(batch_size)
         if not self._noise_gens:
             self._noise_gens = self.make_noise_generators(device)
+        draw = {"normal": torch.randn, "uniform": torch.rand}
         if self.rng == "shared":
-            return torch.randn((m, batch_size, d), generator=self._noise_gens[0], device=device)
-        return torch.stack([torch.randn((batch_size, d), generator=g, device=device) for g in self._noise_gens])
+            g = self._noise_gens[0]
+            return {n: draw[k]((self.num_members, *shape), generator=g, device=device) for n, k, shape in spec}
+        per: dict[str, list[torch.Tensor]] = {n: [] for n, _, _ in spec}
+        for g in self._noise_gens:
+            for n, k, shape in spec:
+                per[n].append(draw[k](shape, generator=g, device=device))
+        return {n: torch.stack(v) for n, v in per.items()}
+
+    def draw_noise(self, batch_size: int, device: torch.device) -> torch.Tensor:
+        """Reparameterization noise (M, B, D) for the VAE alone (objectives without noise of their own)."""
+        return self.draw_step_noise(batch_size, device)["eps"]
 
     # -- Lightning hooks
-    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        eps = self.draw_noise(batch.shape[1], batch.device)
-        loss, logs = self.losses(batch, eps, self.global_step)
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor | None:
+        if self.automatic_optimization:
+            loss, logs, _ = self._losses(batch, self.draw_step_noise(batch.shape[1], batch.device), self.vae_step)
+        else:
+            loss, logs = self._manual_step(batch)
         if _should_log(self):
             names = [member_name(i) for i in range(self.num_members)]
             for k, v in logs.items():
@@ -354,16 +472,55 @@ class EnsembleModule(L.LightningModule):
                              batch_size=batch.shape[1])
             self.log("train/mean_loss", loss.detach().mean(), on_step=True, on_epoch=False, prog_bar=True,
                      batch_size=batch.shape[1])
-        return loss.sum()
+        return loss.sum() if self.automatic_optimization else None
+
+    def _manual_step(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """FactorVAE's step (``FactorVAE.manual_step``) for all members at once: the VAE Adam on every
+        member's rec + KL + γ·TC, then the stacked discriminators' Adam on real vs permuted codes."""
+        vae_opt, adv_opt = self.optimizers()
+        x, x_other = self.objective.split_batch(batch, 1)
+        noise = self.draw_step_noise(batch.shape[1], batch.device)
+        loss, logs, z = self._losses(x, noise, self.vae_step)
+        vae_opt.zero_grad()
+        self.manual_backward(loss.sum())
+        vae_opt.step()
+
+        z_real = z.detach()
+        if x_other is None:
+            z_other = z_real
+        else:  # encoded by the just-updated VAEs, as a single run does
+            with torch.no_grad():
+                z_other = self.sample_codes(x_other, noise["eps_other"])
+        adv_loss = self.adversary_losses(z_real, z_other, noise["adversary_noise"])
+        adv_opt.zero_grad()  # also clears the gradient the VAE loss left on the discriminators
+        self.manual_backward(adv_loss.sum())
+        adv_opt.step()
+        logs["disc_loss"] = adv_loss.detach()
+        return loss, logs
 
     def configure_optimizers(self):
         from .fast import make_adam
 
-        return make_adam(list(self.stack.parameters()), float(self.member_configs[0]["lr"]))
+        stacked = self.objectives.params()
+        vae_opt = make_adam(list(self.stack.parameters()) + [stacked[n] for n in self._vae_objective_names],
+                            float(self.member_configs[0]["lr"]))
+        extra = [cls([stacked[n] for n in names], **defaults) for cls, defaults, names in self._extra_optimizers]
+        return [vae_opt, *extra] if extra else vae_opt
 
     def export_member(self, i: int) -> dict[str, torch.Tensor]:
-        """Member i as a single run's checkpoint state: ``vae.*`` (+ ``objective.*``, empty here)."""
-        return {f"vae.{k}": v for k, v in self.stack.member_state(i).items()}
+        """Member i as a single run's checkpoint state: ``vae.*`` and ``objective.*`` tensors."""
+        return {**{f"vae.{k}": v for k, v in self.stack.member_state(i).items()},
+                **{f"objective.{k}": v for k, v in self.objectives.member_state(i).items()}}
+
+
+MANUAL_PROTOCOL = ("split_batch", "step_noise", "adversary_loss")  # what FactorVAE offers ensembles
+
+
+def _member(tree: Any, i: int) -> Any:
+    """Member i's slice of a stacked tensor or of a dict of them."""
+    if isinstance(tree, dict):
+        return {k: v[i] for k, v in tree.items()}
+    return tree[i]
 
 
 def _build_objective(cls, cfg: dict[str, Any]):
@@ -388,11 +545,11 @@ class EnsembleCheckpoint(L.Callback):
 
     def _save(self, module: EnsembleModule, name: str) -> None:
         for i, cfg in enumerate(module.member_configs):
-            save_checkpoint(Path(cfg["out"]) / name, module.export_member(i), cfg, step=module.global_step)
+            save_checkpoint(Path(cfg["out"]) / name, module.export_member(i), cfg, step=module.vae_step)
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        step = trainer.global_step
-        if self.every and step % self.every == 0 and step < trainer.max_steps:
+        step = module.vae_step  # VAE updates (global_step also counts e.g. FactorVAE's discriminator steps)
+        if self.every and step % self.every == 0 and step < int(module.member_configs[0]["steps"]):
             self._save(module, "last.safetensors")
 
     def on_train_end(self, trainer, module) -> None:
@@ -459,7 +616,8 @@ def train_members(config: TrainConfig, members: list[TrainConfig], run_dir: Path
     device = resolve_device(config.device)
     quiet_lightning()
     dataset = place_dataset(get_dataset(config.dataset), device)
-    extra = dict(channels=dataset.observation_shape[0], factor_names=list(dataset.factor_names))
+    extra = dict(channels=dataset.observation_shape[0], factor_names=list(dataset.factor_names),
+                 num_images=dataset.num_images)  # as a single run records them (β-TCVAE needs N)
     cfgs = [{**m.to_dict(), **extra} for m in members]
     init_states = None
     if init_from and any(init_from):
@@ -481,7 +639,8 @@ def train_members(config: TrainConfig, members: list[TrainConfig], run_dir: Path
     (run_dir / "ensemble.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(summary)), sort_keys=False))
     data = EnsembleDataModule(dataset, config.batch_size, [c["seed"] for c in cfgs], config.seed,
                               0.0, device, config.ensemble_rng)
-    trainer = make_trainer(config, run_dir, device, [EnsembleCheckpoint(config.checkpoint_every)], has_val=False)
+    trainer = make_trainer(config, run_dir, device, [EnsembleCheckpoint(config.checkpoint_every)], has_val=False,
+                           max_steps=config.steps * module.steps_per_update)
     trainer.fit(module, datamodule=data)
     split_member_logs(run_dir / "csv" / "metrics.csv", [Path(c["out"]) for c in cfgs])
 
