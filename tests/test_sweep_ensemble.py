@@ -65,6 +65,10 @@ def test_what_can_be_fused():
     assert "differ" in fusable([TrainConfig(**base), TrainConfig(**{**base, "lr": 1e-3})])
     assert "differ" in fusable([TrainConfig(**base), TrainConfig(**{**base, "steps": 5})])
     assert "val-fraction" in fusable([TrainConfig(**{**base, "val_fraction": 0.1})])
+    fvae = dict(out="-", model="factor_vae", hparams={"gamma": 10.0, "disc_lr": 1e-4})
+    assert fusable([TrainConfig(**fvae), TrainConfig(**{**fvae, "hparams": {"gamma": 40.0, "disc_lr": 1e-4}})]) is None
+    assert "differ" in fusable([TrainConfig(**fvae), TrainConfig(**{**fvae, "hparams": {"gamma": 10.0, "disc_lr": 1e-3}})])
+    assert "not supported" in fusable([TrainConfig(out="-", model="adaptive_beta_vae")])
 
     sweep = expand({**CONFIG, "stages": [{"name": "a", "model": "beta_vae", "grid": {"beta": [1, 8], "lr": [1e-3, 1e-4]}}]})
     runs = sweep.runs

@@ -585,12 +585,14 @@ def fusable(configs: list[TrainConfig]) -> str | None:
     cls = OBJECTIVES.get(first.model)
     if cls is None:
         return f"unknown model {first.model!r}"
-    if getattr(cls, "manual_optimization", False) or any(True for _ in cls(latent_dim=first.latent_dim).parameters()):
+    obj = _build_objective(cls, {**first.to_dict(), "num_images": None})
+    if any(True for _ in obj.buffers()) or (getattr(cls, "manual_optimization", False)
+                                            and not all(hasattr(obj, a) for a in MANUAL_PROTOCOL)):
         return f"{first.model} is not supported by fused ensembles yet"
     if any(c.val_fraction > 0 for c in configs):
         return "--val-fraction is not supported with ensembles"
     per_member = {"seed", "out", "init_from", "hparams"}
-    real = {p.name for p in cls.hparams if p.type is float}
+    real = {p.name for p in cls.hparams if p.type is float} - set(getattr(cls, "optimizer_hparams", ()))
 
     def shared(c: TrainConfig) -> str:
         d = {k: v for k, v in c.to_dict().items() if k not in per_member}
