@@ -196,4 +196,4 @@ def test_cli_dry_run_lists_runs(tmp_path, capsys):
 
     assert main(["sweep", str(REPO / "configs/sweeps/quick.yaml"), "--steps", "40", "--seeds", "3", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "6 runs" in out and "steps=40" in out and "steps=10" in out and "-s3-" in out
+    assert "9 runs" in out and "steps=40" in out and "steps=10" in out and "-s3-" in out
