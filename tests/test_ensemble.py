@@ -134,15 +134,20 @@ def test_cli_ensemble(tmp_path, capsys):
     assert "not a per-member option" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("model,hp", [("learnable_beta_vae", "beta_init"), ("beta_tcvae", "beta")])
-def test_objective_weights_and_dataset_size_members_match_single_runs(tmp_path, model, hp):
-    """L-VAE's own weights are stacked and trained by the VAE's Adam; β-TCVAE gets N as a single run."""
+@pytest.mark.parametrize("model,hp,impl", [("learnable_beta_vae", "beta_init", "loop"), ("beta_tcvae", "beta", "loop"),
+                                           ("annealed_vae", "c_max", "vmap")])
+def test_objective_weights_and_dataset_size_members_match_single_runs(tmp_path, model, hp, impl):
+    """L-VAE's own weights are stacked and trained by the VAE's Adam; β-TCVAE gets N as a single run;
+    AnnealedVAE's capacity is a per-member tensor under vmap (the CUDA default)."""
     base = {**BASE, "steps": 3, "model": model}
+    if model == "annealed_vae":
+        base["hparams"] = {"anneal_steps": 2, "gamma": 10.0}
     ens = fit(TrainConfig(out=str(tmp_path / "ens"), ensemble=["seed=2,3", f"{hp}=0.5,4"], ensemble_mode="zip",
-                          ensemble_impl="loop", **base))
+                          ensemble_impl=impl, **base))
     members = sorted(p for p in ens.iterdir() if p.name.startswith("m0"))
     for i, (seed, value) in enumerate([(2, 0.5), (3, 4.0)]):
-        single = fit(TrainConfig(out=str(tmp_path / f"s{i}"), seed=seed, hparams={hp: value}, **base))
+        single = fit(TrainConfig(out=str(tmp_path / f"s{i}"), seed=seed,
+                                 **{**base, "hparams": {**base.get("hparams", {}), hp: value}}))
         a, b = load_checkpoint(single), load_checkpoint(members[i])
         assert sorted(b.state) == sorted(a.state)
         for k, v in a.state.items():

@@ -12,11 +12,10 @@ import torch
 from .base import HParam, LossTerms, Objective, VAEOutput, register
 
 
-def capacity(step: int, c_max: float, anneal_steps: int) -> float:
-    """C at a given number of VAE updates: linear from 0 to c_max, then constant."""
-    if anneal_steps <= 0:
-        return c_max
-    return min(c_max, c_max * step / anneal_steps)
+def capacity(step: int, c_max, anneal_steps: int):
+    """C at a given number of VAE updates: linear from 0 to c_max, then constant. Written as
+    c_max · min(1, step / anneal_steps) so that c_max may be a per-member tensor (fused ensembles)."""
+    return c_max * (1.0 if anneal_steps <= 0 else min(1.0, step / anneal_steps))
 
 
 @register
@@ -32,7 +31,8 @@ class AnnealedVAE(Objective):
 
     def loss(self, out: VAEOutput, x: torch.Tensor, step: int) -> LossTerms:
         rec, kl, logs = self.base_terms(out, x)
-        c = kl.new_tensor(capacity(step, self.c_max, self.anneal_steps))
+        c = capacity(step, self.c_max, self.anneal_steps)
+        c = c if isinstance(c, torch.Tensor) else kl.new_tensor(c)
         penalty = self.gamma * (kl - c).abs()
         loss = rec + penalty
         return LossTerms(loss, {"loss": loss, **logs, "capacity": c, "capacity_penalty": penalty})
