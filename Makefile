@@ -1,4 +1,4 @@
-# disentkit: `make demo` trains, evaluates and reports a small β-VAE; `make test` runs the test suite.
+# disentkit: `make demo` trains, evaluates and reports a small β-TCVAE (a β-VAE variant); `make test` runs the test suite.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin

@@ -370,6 +370,7 @@ def main(argv: list[str] | None = None) -> None:
                     opts.append(("disentkit bf16-mixed", {"precision": "bf16-mixed"}))
                 if args.compile or cuda:
                     opts.append(("disentkit --compile", {"compile": "default"}))
+                    opts.append(("disentkit --compile --ch-last", {"compile": "default", "channels_last": True}))
                 if cuda:
                     opts += [("disentkit --compile reduce-ovh", {"compile": "reduce-overhead"}),
                              ("disentkit --cuda-graphs", {"cuda_graphs": True}),
