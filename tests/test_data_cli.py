@@ -62,6 +62,17 @@ def test_import_then_verify_then_train(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("DISENTKIT_DATA", str(root))
     assert main(["train", "--dataset", "dsprites", "--steps", "2", "--batch-size", "4", "--out", str(tmp_path / "run"),
                  "--no-progress", "--threads", "1"]) == 0
+    monkeypatch.delenv("DISENTKIT_DATA")                    # the same with the flag: train, evaluate, report
+    run2 = tmp_path / "run2"
+    assert main(["train", "--dataset", "dsprites", "--steps", "2", "--batch-size", "4", "--out", str(run2),
+                 "--no-progress", "--threads", "1", "--data-root", str(root)]) == 0
+    assert main(["evaluate", "--checkpoint", str(run2), "--metrics", "mig", "--set", "mig.num_train=40"]) == 0
+    assert main(["evaluate", "--checkpoint", str(run2), "--metrics", "mig", "--set", "mig.num_train=40",
+                 "--data-root", str(root)]) == 0
+    assert main(["report", "--checkpoint", str(run2)]) == 0
+    assert main(["train", "--dataset", "dsprites", "--steps", "2", "--out", str(tmp_path / "run3"),
+                 "--data-root", str(tmp_path / "empty")]) == 2
+    assert "not in" in capsys.readouterr().err
     bad = tmp_path / "other.npz"
     bad.write_bytes(b"<html><body>Quota exceeded</body></html>")
     assert main(["datasets", "import", "dsprites", "--from-file", str(bad), "--data-root", str(root)]) == 2

@@ -32,6 +32,8 @@ TRAIN_FLAGS: list[tuple[str, type, str]] = [
     ("checkpoint-every", int, "write last.safetensors every N steps"),
     ("device", str, "auto, cpu, cuda or cuda:N"),
     ("threads", int, "CPU threads for torch (0 = one per core)"),
+    ("data-root", str, "folder holding real datasets (default: $DISENTKIT_DATA, else the user cache; "
+                       "procedural datasets need none)"),
     ("init-from", str, "start from this checkpoint's weights (e.g. λβ-VAE from a β-VAE run)"),
     ("eval-every", int, "compute --eval-metrics every N steps and log them (0 = off)"),
     ("eval-metrics", str, "metrics computed during training with --eval-every, e.g. mig,irs"),
@@ -108,7 +110,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     names = resolve_metrics(args.metrics)
     ck = load_checkpoint(args.checkpoint, device=args.device)
-    dataset = get_dataset(args.dataset or ck.config["dataset"])
+    dataset = get_dataset(args.dataset or ck.config["dataset"], data_root=args.data_root or ck.config.get("data_root"))
     encode = representation_function(ck.vae, args.representation, seed=args.seed)
     params = parse_sets(args.set or [])
     results = evaluate(encode, dataset, names, seed=args.seed, params=params)
@@ -179,7 +181,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 0
     if not args.checkpoint:
         raise DisentkitError("`disentkit report` needs --checkpoint RUN (a run folder) or --sweep DIR (a sweep folder)")
-    path = write_report(args.checkpoint, args.out, args.dataset, steps=args.steps, limit=args.limit, seed=args.seed)
+    path = write_report(args.checkpoint, args.out, args.dataset, steps=args.steps, limit=args.limit, seed=args.seed,
+                        data_root=args.data_root)
     print(f"wrote {path} (reconstructions.png, traversals.png, traversals.gif beside it)")
     return 0
 
@@ -286,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="a run folder or a .safetensors checkpoint")
     p.add_argument("--metrics", default="mig", help="comma-separated metric names, or 'all'")
     p.add_argument("--dataset", help="dataset to score on (default: the one the model was trained on)")
+    p.add_argument("--data-root", help="folder holding real datasets (default: the training run's, else "
+                                       "$DISENTKIT_DATA, else the user cache)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw the metrics make")
     p.add_argument("--representation", default="mean", help="mean (dlib default) or sampled")
     p.add_argument("--out", help="metrics JSON to write (default: metrics.json beside the checkpoint)")
@@ -305,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --sweep: which runs get reconstructions and traversal GIFs in the page")
     p.add_argument("--out", help="folder for the report (default: the checkpoint's or sweep's folder)")
     p.add_argument("--dataset", help="dataset to draw images from (default: the training dataset)")
+    p.add_argument("--data-root", help="folder holding real datasets (default: the training run's, else "
+                                       "$DISENTKIT_DATA, else the user cache)")
     p.add_argument("--steps", type=int, default=10, help="traversal steps per latent")
     p.add_argument("--limit", type=float, default=2.0, help="traverse each latent over ±limit")
     p.add_argument("--seed", type=int, default=0, help="seed for the images shown")

@@ -192,7 +192,7 @@ def _score_and_finish(spec: RunSpec, folder: Path, settings: dict[str, Any], t0:
     set_threads(int(settings.get("threads") or 0))
     ck = load_checkpoint(folder / "model.safetensors", device="cuda" if torch.cuda.is_available()
                          and settings.get("device", "auto") != "cpu" else "cpu")
-    dataset = get_dataset(spec.dataset)
+    dataset = get_dataset(spec.dataset, data_root=settings.get("data_root"))
     ev = spec.evaluation
     encode = representation_function(ck.vae, ev.get("representation", "mean"), seed=int(ev.get("seed", 0)))
     results = {name: METRICS[name](encode, dataset, seed=int(ev.get("seed", 0)), **kw)

@@ -31,6 +31,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     device: str = "auto"
     threads: int = 0
+    data_root: str | None = None   # where real datasets live (else $DISENTKIT_DATA, else the user cache)
     init_from: str | None = None
     eval_every: int = 0
     eval_metrics: str = "mig"

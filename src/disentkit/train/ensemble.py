@@ -617,7 +617,7 @@ def train_members(config: TrainConfig, members: list[TrainConfig], run_dir: Path
     set_threads(config.threads)
     device = resolve_device(config.device)
     quiet_lightning()
-    dataset = place_dataset(get_dataset(config.dataset), device)
+    dataset = place_dataset(get_dataset(config.dataset, data_root=config.data_root), device)
     extra = dict(channels=dataset.observation_shape[0], factor_names=list(dataset.factor_names),
                  num_images=dataset.num_images)  # as a single run records them (β-TCVAE needs N)
     cfgs = [{**m.to_dict(), **extra} for m in members]

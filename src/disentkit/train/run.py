@@ -72,7 +72,7 @@ def fit(config: TrainConfig) -> Path:
     quiet_lightning()
     L.seed_everything(config.seed, verbose=False)
 
-    dataset = place_dataset(get_dataset(config.dataset), device)
+    dataset = place_dataset(get_dataset(config.dataset, data_root=config.data_root), device)
     cfg = config.to_dict()
     cfg.update(channels=dataset.observation_shape[0], factor_names=list(dataset.factor_names),
                num_images=dataset.num_images)

@@ -29,12 +29,13 @@ def kl_per_latent(vae, dataset, num: int = 1024, seed: int = 0) -> np.ndarray:
 
 
 def write_report(checkpoint: str | Path, out: str | Path | None = None, dataset: str | None = None,
-                 steps: int = 10, limit: float = 2.0, seed: int = 0) -> Path:
-    """Write the report files into ``out`` (default: the checkpoint's run folder); returns the HTML path."""
+                 steps: int = 10, limit: float = 2.0, seed: int = 0, data_root: str | None = None) -> Path:
+    """Write the report files into ``out`` (default: the checkpoint's run folder); returns the HTML path.
+    ``data_root`` locates a real dataset (default: the one the run trained from)."""
     ck = load_checkpoint(checkpoint)
     out_dir = Path(out) if out else ck.path.parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = get_dataset(dataset or ck.config["dataset"])
+    data = get_dataset(dataset or ck.config["dataset"], data_root=data_root or ck.config.get("data_root"))
     kl = kl_per_latent(ck.vae, data, seed=seed)
     order = [int(i) for i in np.argsort(-kl)]  # most informative latents first
     reconstructions(ck.vae, data, out_dir / "reconstructions.png", seed=seed)
