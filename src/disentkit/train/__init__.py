@@ -1,7 +1,23 @@
-"""Training: the Lightning module, index-batch data module, callbacks and safe checkpoints."""
+"""Training: the Lightning module, index-batch data module, callbacks and safe checkpoints.
 
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+``TrainConfig`` is imported eagerly (the CLI builds its flags from it); the rest on first use, so that
+``disentkit --help`` and ``import disentkit.train.config`` do not pay for importing Lightning.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
 from .config import TrainConfig
-from .run import fit
+
+_LAZY = {"fit": "run", "Checkpoint": "checkpoint", "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint"}
 
 __all__ = ["Checkpoint", "TrainConfig", "fit", "load_checkpoint", "save_checkpoint"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
