@@ -309,6 +309,15 @@ def fmt_row(name: str, batch: int, sec: float, base: float | None, images: int |
     return f"{name:<30}{batch:>6}{1 / sec:>10.1f}{images / sec:>12.0f}{ratio:>10}"
 
 
+def print_ensemble_table(res: dict[str, float], base_name: str, batch: int, ratio: str, title: str) -> None:
+    """One ensemble table: each variant's steps/s and aggregate images/s (M members × batch) against ``base_name``."""
+    print(f"\n## {title}")
+    print(f"{'path':<30}{'batch':>6}{'steps/s':>10}{'images/s':>12}{ratio:>10}")
+    for name, sec in res.items():
+        m = int(name.split("M=")[1].split()[0]) if "M=" in name else 1
+        print(fmt_row(name, batch, sec, res[base_name], m * batch), flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", default="auto", help="comma list of cpu,cuda (auto: cpu, plus cuda if present)")
@@ -395,14 +404,9 @@ def main(argv: list[str] | None = None) -> None:
                     k = max(2, steps // max(1, m // 2))
                     variants[f"ensemble M={m}" + (f" rng={rng}" if cuda else "")] = \
                         lambda m=m, rng=rng, k=k: time_ensemble(ds, device, b, m, k, warmup, 1, rng)
-            res = best(variants)
-            base = res["eager loop (baseline)"]
-            print(f"\n## fused ensembles (beta_vae), {device}, batch {b} per member  (aggregate images/s; "
-                  f"ratio over one eager loop = M models trained one after another)")
-            print(f"{'path':<30}{'batch':>6}{'steps/s':>10}{'images/s':>12}{'vs eager':>10}")
-            for name, sec in res.items():
-                m = int(name.split("M=")[1].split()[0]) if "M=" in name else 1
-                print(fmt_row(name, b, sec, base, m * b), flush=True)
+            print_ensemble_table(best(variants), "eager loop (baseline)", b, "vs eager",
+                                 f"fused ensembles (beta_vae), {device}, batch {b} per member  (aggregate images/s; "
+                                 "ratio over one eager loop = M models trained one after another)")
 
         if "ensemble" not in skip and "factor_vae" in args.ensemble_models.split(","):
             # FactorVAE (paper-size discriminator, 6 × 1000): the baseline is disentkit's own single-model
@@ -413,14 +417,9 @@ def main(argv: list[str] | None = None) -> None:
                 k = max(2, steps // max(1, m // 2))
                 variants[f"factor_vae ensemble M={m}"] = \
                     lambda m=m, k=k: time_ensemble(ds, device, b, m, k, warmup, 1, "member", "factor_vae")
-            res = best(variants)
-            base = res["factor_vae, one model"]
-            print(f"\n## fused ensembles (factor_vae), {device}, batch {b} per member  (aggregate images/s; "
-                  f"ratio over one disentkit factor_vae run = M runs one after another)")
-            print(f"{'path':<30}{'batch':>6}{'steps/s':>10}{'images/s':>12}{'vs single':>10}")
-            for name, sec in res.items():
-                m = int(name.split("M=")[1].split()[0]) if "M=" in name else 1
-                print(fmt_row(name, b, sec, base, m * b), flush=True)
+            print_ensemble_table(best(variants), "factor_vae, one model", b, "vs single",
+                                 f"fused ensembles (factor_vae), {device}, batch {b} per member  (aggregate "
+                                 "images/s; ratio over one disentkit factor_vae run = M runs one after another)")
 
         if "stacked" not in skip and not cuda:
             ms = [2] if args.quick else [m for m in (2, 4, 8) if m <= max(int(x) for x in args.members.split(","))]
