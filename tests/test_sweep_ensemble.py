@@ -76,3 +76,18 @@ def test_what_can_be_fused():
     assert len(group) == 4 and len({r.train["lr"] for r in group}) == 1       # β and seed differ; lr may not
     assert fusable_runs(runs[0], runs[1:], 2) == group[:2]
     assert fusable_runs(runs[0], runs[1:], 0) == [runs[0]]
+
+
+@pytest.mark.slow
+def test_fused_sweep_on_ray(tmp_path):
+    """The Ray backend runs a fused group as one task and reports each member run."""
+    pytest.importorskip("ray")
+    sweep = expand({**CONFIG, "seeds": [0], "stages": CONFIG["stages"][:1]})
+    res = run_sweep(sweep, tmp_path / "ray", backend="ray", workers=1, threads=1, printer=lambda s: None,
+                    ray_init={"num_cpus": 1}, ensemble=4)
+    assert res.ok and res.done == 2
+    events = [json.loads(x) for x in (tmp_path / "ray" / "events.jsonl").read_text().splitlines()]
+    assert [e.get("fused") for e in events if e["event"] == "start"] == [2, 2]
+    for r in sweep.runs:
+        folder = tmp_path / "ray" / "runs" / r.run_id
+        assert (folder / "DONE").is_file() and len(_losses(folder)) == r.train["steps"]
