@@ -541,21 +541,19 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, backend: str = "local
 def fusable_runs(first: RunSpec, candidates: list[RunSpec], size: int) -> list[RunSpec]:
     """``first`` plus up to ``size - 1`` candidates that can train with it as one fused ensemble."""
     from ..train import TrainConfig
-    from ..train.ensemble import fusable
+    from ..train.ensemble import shared_settings, unsupported
 
     def config(spec: RunSpec) -> TrainConfig:
         return TrainConfig.from_dict({**spec.train, "out": "-"})
 
     group = [first]
-    if size < 2 or fusable([config(first)]) is not None:
+    if size < 2 or unsupported(config(first)) is not None:
         return group
+    key = (shared_settings(config(first)), first.dataset, first.metrics, first.evaluation)
     for spec in candidates:
         if len(group) >= size:
             break
-        if (spec.dataset, spec.model, spec.metrics, spec.evaluation) != (first.dataset, first.model, first.metrics,
-                                                                          first.evaluation):
-            continue
-        if fusable([config(first), config(spec)]) is None:
+        if (shared_settings(config(spec)), spec.dataset, spec.metrics, spec.evaluation) == key:
             group.append(spec)
     return group
 

@@ -576,30 +576,42 @@ def fit_ensemble(config: TrainConfig) -> Path:
     return run_dir
 
 
+def unsupported(config: TrainConfig) -> str | None:
+    """Why a run with this config cannot be a fused-ensemble member, or None when it can."""
+    from ..models import OBJECTIVES
+
+    cls = OBJECTIVES.get(config.model)
+    if cls is None:
+        return f"unknown model {config.model!r}"
+    obj = _build_objective(cls, {**config.to_dict(), "num_images": None})
+    if any(True for _ in obj.buffers()) or (getattr(cls, "manual_optimization", False)
+                                            and not all(hasattr(obj, a) for a in MANUAL_PROTOCOL)):
+        return f"{config.model} is not supported by fused ensembles yet"
+    if config.val_fraction > 0:
+        return "--val-fraction is not supported with ensembles"
+    return None
+
+
+def shared_settings(config: TrainConfig) -> str:
+    """Everything ensemble members must agree on, as one string: all options but the seed, the output
+    and start checkpoint, and the loss's real-valued hyperparameters (β, γ, …: per-member tensors)."""
+    from ..models import OBJECTIVES
+
+    cls = OBJECTIVES.get(config.model)
+    real = ({p.name for p in cls.hparams if p.type is float} - set(getattr(cls, "optimizer_hparams", ()))
+            if cls else set())
+    d = {k: v for k, v in config.to_dict().items() if k not in ("seed", "out", "init_from", "hparams")}
+    d["hparams"] = {k: v for k, v in config.hparams.items() if k not in real}
+    return json.dumps(d, sort_keys=True, default=str)
+
+
 def fusable(configs: list[TrainConfig]) -> str | None:
     """Why these single-run configs cannot train as one fused ensemble, or None when they can: the
     same objective and shared options, differing only in seed and real-valued hyperparameters."""
-    from ..models import OBJECTIVES
-
-    first = configs[0]
-    cls = OBJECTIVES.get(first.model)
-    if cls is None:
-        return f"unknown model {first.model!r}"
-    obj = _build_objective(cls, {**first.to_dict(), "num_images": None})
-    if any(True for _ in obj.buffers()) or (getattr(cls, "manual_optimization", False)
-                                            and not all(hasattr(obj, a) for a in MANUAL_PROTOCOL)):
-        return f"{first.model} is not supported by fused ensembles yet"
-    if any(c.val_fraction > 0 for c in configs):
-        return "--val-fraction is not supported with ensembles"
-    per_member = {"seed", "out", "init_from", "hparams"}
-    real = {p.name for p in cls.hparams if p.type is float} - set(getattr(cls, "optimizer_hparams", ()))
-
-    def shared(c: TrainConfig) -> str:
-        d = {k: v for k, v in c.to_dict().items() if k not in per_member}
-        d["hparams"] = {k: v for k, v in c.hparams.items() if k not in real}
-        return json.dumps(d, sort_keys=True, default=str)
-
-    if len({shared(c) for c in configs}) > 1:
+    why = unsupported(configs[0])
+    if why:
+        return why
+    if len({shared_settings(c) for c in configs}) > 1:
         return "the runs differ in more than seed and real-valued hyperparameters"
     return None
 
