@@ -278,6 +278,10 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     return 0
 
 
+RUN_DATA_ROOT_HELP = ("folder holding real datasets (default: the training run's, else $DISENTKIT_DATA, "
+                      "else the user cache)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="disentkit",
                                      description="Train, evaluate and compare disentangled representation learners.")
@@ -289,8 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="a run folder or a .safetensors checkpoint")
     p.add_argument("--metrics", default="mig", help="comma-separated metric names, or 'all'")
     p.add_argument("--dataset", help="dataset to score on (default: the one the model was trained on)")
-    p.add_argument("--data-root", help="folder holding real datasets (default: the training run's, else "
-                                       "$DISENTKIT_DATA, else the user cache)")
+    p.add_argument("--data-root", help=RUN_DATA_ROOT_HELP)
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw the metrics make")
     p.add_argument("--representation", default="mean", help="mean (dlib default) or sampled")
     p.add_argument("--out", help="metrics JSON to write (default: metrics.json beside the checkpoint)")
@@ -310,8 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --sweep: which runs get reconstructions and traversal GIFs in the page")
     p.add_argument("--out", help="folder for the report (default: the checkpoint's or sweep's folder)")
     p.add_argument("--dataset", help="dataset to draw images from (default: the training dataset)")
-    p.add_argument("--data-root", help="folder holding real datasets (default: the training run's, else "
-                                       "$DISENTKIT_DATA, else the user cache)")
+    p.add_argument("--data-root", help=RUN_DATA_ROOT_HELP)
     p.add_argument("--steps", type=int, default=10, help="traversal steps per latent")
     p.add_argument("--limit", type=float, default=2.0, help="traverse each latent over ±limit")
     p.add_argument("--seed", type=int, default=0, help="seed for the images shown")

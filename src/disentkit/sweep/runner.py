@@ -413,13 +413,19 @@ def _set_parent_death_signal() -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _child(spec_dict: dict, folder: str, parent: str | None, threads: int, ppid: int) -> None:
-    """Entry point of a forked run process: train, score, or write error.txt and exit 1."""
+def _enter_child(ppid: int) -> None:
+    """Set up a forked run process: default SIGTERM, Ctrl-C left to the sweep (which stops its runs),
+    and death with the sweep; exits at once if the sweep already died."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C goes to the sweep, which stops its runs
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _set_parent_death_signal()
     if os.getppid() != ppid:  # the sweep died before prctl took effect
         os._exit(1)
+
+
+def _child(spec_dict: dict, folder: str, parent: str | None, threads: int, ppid: int) -> None:
+    """Entry point of a forked run process: train, score, or write error.txt and exit 1."""
+    _enter_child(ppid)
     spec = RunSpec.from_dict(spec_dict)
     try:
         execute_run(spec, Path(folder), Path(parent) if parent else None, threads=threads)
@@ -433,11 +439,7 @@ def _child(spec_dict: dict, folder: str, parent: str | None, threads: int, ppid:
 def _group_child(spec_dicts: list[dict], folders: list[str], parents: list[str | None], threads: int,
                  ppid: int) -> None:
     """Entry point of a forked fused-ensemble process; each member's outcome is in its folder."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _set_parent_death_signal()
-    if os.getppid() != ppid:
-        os._exit(1)
+    _enter_child(ppid)
     try:
         execute_group([RunSpec.from_dict(d) for d in spec_dicts], [Path(f) for f in folders],
                       [Path(p) if p else None for p in parents], threads=threads)
