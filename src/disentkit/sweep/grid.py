@@ -46,6 +46,8 @@ from ..train.config import TrainConfig, load_yaml
 
 #: TrainConfig fields that say how/where a run executes, not what it computes: kept out of run ids.
 EXECUTION_KEYS = ("out", "device", "threads", "progress", "overwrite", "init_from", "data_root")
+#: ... of which a run spec keeps these (the sweep sets the others per run).
+KEPT_EXECUTION_KEYS = ("device", "threads", "data_root")
 SWEEP_KEYS = {"name", "description", "defaults", "seeds", "datasets", "metrics", "evaluation", "stages",
               "model", "grid"}
 STAGE_KEYS = {"name", "model", "grid", "init_from", "seeds", "datasets"}
@@ -283,7 +285,7 @@ def expand(raw: dict[str, Any], steps: int | None = None, seeds: list[int] | Non
                 train, hp = _split(settings)
                 if scale is not None:
                     train["steps"] = max(1, round(int(train.get("steps", base_steps)) * scale))
-                train = {k: v for k, v in train.items() if k not in EXECUTION_KEYS or k in ("device", "threads", "data_root")}
+                train = {k: v for k, v in train.items() if k not in EXECUTION_KEYS or k in KEPT_EXECUTION_KEYS}
                 shown = {**inherited, **{k: _hp_value(v) for k, v in point.items()}}
                 train_hashed = {k: v for k, v in train.items() if k not in EXECUTION_KEYS}
                 key = {"stage": sname, "train": train_hashed, "hparams": hp, "metrics": metrics,
