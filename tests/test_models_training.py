@@ -169,3 +169,15 @@ def test_lambda_beta_vae_mse_falls_from_the_checkpoint(beta_vae_run, tmp_path):
     assert float(low[0]["train/mse"]) == pytest.approx(float(high[0]["train/mse"]))   # same start
     assert late(high, "train/mse") < 0.9 * float(high[0]["train/mse"])
     assert late(high, "train/mse") <= 1.01 * late(low, "train/mse")
+
+
+@pytest.mark.parametrize("val_fraction,expected", [(0.0, 737_280), (0.01, 737_280 - 7_373)])
+def test_beta_tcvae_n_is_the_number_of_training_images(val_fraction, expected):
+    """β-TCVAE's estimators count the images q(z) is built from: the validation split is left out."""
+    from disentkit.train.datamodule import split_indices
+
+    cfg = TrainConfig(model="beta_tcvae", val_fraction=val_fraction).to_dict()
+    cfg.update(channels=1, num_images=737_280)
+    assert VAEModule(cfg).objective.dataset_size == expected
+    train, _ = split_indices(737_280, val_fraction, seed=0)
+    assert expected == (737_280 if train is None else len(train))

@@ -48,12 +48,24 @@ class FixedBatches:
             yield self.dataset.images_at(self.indices[start:start + self.batch_size])
 
 
+def num_val_images(num_images: int, val_fraction: float) -> int:
+    """How many images :func:`split_indices` holds out for validation (0 without validation)."""
+    return max(1, int(round(num_images * val_fraction))) if val_fraction > 0 else 0
+
+
+def num_train_images(config: dict) -> int | None:
+    """N of a run config: the images it trains on (the dataset less its validation split), which is
+    what β-TCVAE's estimators need (Chen et al. 2018, eq. 5 counts the data q(z) is built from)."""
+    n = config.get("num_images")
+    return None if n is None else int(n) - num_val_images(int(n), float(config.get("val_fraction") or 0.0))
+
+
 def split_indices(num_images: int, val_fraction: float, seed: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """(train, val) index tensors; (None, None) means train on everything with no validation."""
     if val_fraction <= 0:
         return None, None
     perm = torch.from_numpy(np.random.default_rng(seed).permutation(num_images))
-    n_val = max(1, int(round(num_images * val_fraction)))
+    n_val = num_val_images(num_images, val_fraction)
     return perm[n_val:], perm[:n_val]
 
 

@@ -57,7 +57,7 @@ from ..errors import DisentkitError
 from ..models import GaussianVAE, VAEOutput, get_objective
 from .checkpoint import save_checkpoint
 from .config import TrainConfig
-from .datamodule import split_indices
+from .datamodule import num_train_images, split_indices
 from .module import _should_log
 
 MODES = ("product", "zip")
@@ -528,7 +528,7 @@ def _build_objective(cls, cfg: dict[str, Any]):
     import inspect
 
     accepted = inspect.signature(cls.__init__).parameters
-    extra = {k: v for k, v in (("latent_dim", int(cfg["latent_dim"])), ("dataset_size", cfg.get("num_images")))
+    extra = {k: v for k, v in (("latent_dim", int(cfg["latent_dim"])), ("dataset_size", num_train_images(cfg)))
              if k in accepted}
     return cls(reconstruction=cfg["reconstruction"], **extra, **cfg["hparams"])
 

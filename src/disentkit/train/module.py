@@ -8,6 +8,7 @@ import lightning as L
 import torch
 
 from ..models import GaussianVAE, LossTerms, get_objective
+from .datamodule import num_train_images
 
 
 class VAEModule(L.LightningModule):
@@ -24,7 +25,7 @@ class VAEModule(L.LightningModule):
         self.vae = GaussianVAE(config["architecture"], int(config["channels"]), int(config["latent_dim"]))
         cls = get_objective(config["model"])
         self.objective = cls(reconstruction=config["reconstruction"], latent_dim=int(config["latent_dim"]),
-                             dataset_size=config.get("num_images"), **config["hparams"])
+                             dataset_size=num_train_images(config), **config["hparams"])
         if getattr(self.objective, "manual_optimization", False):
             self.automatic_optimization = False
         # speed options (train/fast.py); all default off
