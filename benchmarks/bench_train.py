@@ -88,6 +88,35 @@ def plain_loss(enc: nn.Module, dec: nn.Module, x: torch.Tensor, beta: float = 4.
     return rec + beta * kl, rec, kl
 
 
+# ----------------------------------------------------------------------------- the compute ceiling
+def step_gflop(batch: int) -> float:
+    """GFLOP of one β-VAE training step (forward + backward, convolutions and matmuls), as PyTorch's
+    FlopCounterMode counts them; the first layer's input gradient is not computed, so not counted."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    enc, dec = plain_vae()
+    x = torch.zeros(batch, 1, 64, 64)
+    with FlopCounterMode(display=False) as counter:
+        plain_loss(enc, dec, x)[0].backward()
+    return counter.get_total_flops() / 1e9
+
+
+def matmul_peak(device: torch.device, n: int = 1024, reps: int = 20) -> float:
+    """GFLOP/s of a float32 n×n matmul on ``device`` (best of 5): what this machine's BLAS sustains."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(5):
+        sync(device)
+        t = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        sync(device)
+        best = min(best, (time.perf_counter() - t) / reps)
+    return 2 * n ** 3 / best / 1e9
+
+
 def time_eager_loop(ds, device, batch: int, steps: int, warmup: int, repeats: int) -> list[float]:
     """Seconds per step of the plain eager loop, one figure per timed window."""
     enc, dec = (m.to(device) for m in plain_vae())
@@ -393,6 +422,12 @@ def main(argv: list[str] | None = None) -> None:
                 base, naive = res["eager loop (baseline)"], res["lightning+DataLoader"]
                 for name, sec in res.items():
                     print(fmt_row(name, b, sec, base) + f"{naive / sec:>9.2f}x", flush=True)
+                gflop, peak = step_gflop(b), matmul_peak(device)
+                ceiling = peak / gflop  # steps/s if every FLOP of the step ran at the matmul peak
+                fastest = min(res, key=res.get)
+                print(f"# ceiling, batch {b}: {gflop:.2f} GFLOP a step / {peak:.0f} GFLOP/s (float32 1024² "
+                      f"matmul, same run) = {ceiling:.1f} steps/s = {naive * ceiling:.2f}x lightning+DataLoader; "
+                      f"fastest here: {fastest} at {100 / res[fastest] / ceiling:.0f}% of it", flush=True)
 
         if "ensemble" not in skip:
             ms = [int(m) for m in args.members.split(",")] + ([16, 32, 64] if cuda else [])
