@@ -47,6 +47,24 @@ def test_wrong_file_as_checkpoint(tmp_path, capsys):
     assert "not a readable safetensors checkpoint" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_malformed_yaml_is_one_line_naming_where(command, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: beta_vae\nhparams: {beta: [4\n")
+    args = ["train", "--config", str(bad), "--out", str(tmp_path / "r")] if command == "train" else ["sweep", str(bad)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"config file {bad} is not valid YAML at line 3" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_help_shows_defaults_only_where_there_is_one(capsys):
+    with pytest.raises(SystemExit):
+        main(["report", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in out and "(default: first-seed)" in out
+
+
 def test_yaml_config_with_cli_override(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("model: beta_vae\nbeta: 2\nsteps: 4\nbatch_size: 8\nseed: 1\nthreads: 1\nlog_every: 2\n")

@@ -14,6 +14,16 @@ from typing import Any, Callable
 
 from .errors import DisentkitError
 
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default, except where there is none or the help text already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default is None or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
 TRAIN_FLAGS: list[tuple[str, type, str]] = [
     ("model", str, "objective to train: {models}"),
     ("dataset", str, "factor dataset to train on (see `disentkit datasets list`)"),
@@ -55,7 +65,7 @@ def _add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train one model", argument_default=argparse.SUPPRESS,
                        description="Train a VAE-family model on a factor dataset. Options come from "
                                    "defaults, then --config YAML, then flags given here.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("--config", help="YAML file of options (keys as the flags, e.g. batch_size: 64)")
     models = ", ".join(sorted(OBJECTIVES))
     for name, typ, text in TRAIN_FLAGS:
@@ -204,7 +214,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def _add_sweep_parsers(sub) -> None:
     p = sub.add_parser("sweep", help="run a grid of trainings (models × hyperparameters × seeds × datasets)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       formatter_class=HelpFormatter,
                        description="Run every run of a sweep config; killed and started again, it skips finished "
                                    "runs and reruns the others. See configs/sweeps/.")
     p.add_argument("config", help="sweep YAML (e.g. configs/sweeps/quick.yaml)")
@@ -289,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parser(sub)
 
     p = sub.add_parser("evaluate", help="score a checkpoint with disentanglement metrics",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("--checkpoint", required=True, help="a run folder or a .safetensors checkpoint")
     p.add_argument("--metrics", default="mig", help="comma-separated metric names, or 'all'")
     p.add_argument("--dataset", help="dataset to score on (default: the one the model was trained on)")
@@ -306,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("report", help="reconstructions, latent traversals (PNG and GIF) and an HTML page",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("--checkpoint", help="a run folder or a .safetensors checkpoint (or a sweep folder)")
     p.add_argument("--sweep", help="a sweep folder: write its HTML report (table, plots, every run's pictures)")
     p.add_argument("--per-run", default="first-seed", choices=["first-seed", "all", "none"],

@@ -130,8 +130,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise DisentkitError(f"config file not found: {p}")
     try:
         data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise DisentkitError(f"config file {p} is not valid YAML: {e}") from None
+    except yaml.YAMLError as e:  # one line: where, and what the parser expected
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = " ".join(str(x) for x in (getattr(e, "context", None), getattr(e, "problem", None)) if x) or str(e)
+        raise DisentkitError(f"config file {p} is not valid YAML{where}: {what}; fix the file and run again") from None
     if not isinstance(data, dict):
         raise DisentkitError(f"config file {p} must hold a mapping of option: value")
     return data
