@@ -99,3 +99,36 @@ def test_help_lists_models_and_flags(capsys):
     for flag in ("--model", "--beta", "--dataset", "--seed", "--steps", "--batch-size", "--lr", "--latent-dim",
                  "--val-fraction", "--config", "beta_vae"):
         assert flag in out
+
+
+def test_evaluate_adds_up_one_evaluation_and_keeps_another_aside(tiny_run, tmp_path, capsys):
+    """Metrics evaluated one at a time add up in metrics.json; a later evaluation of another kind (here
+    another seed) starts a new record and keeps the earlier file, results intact, as metrics.previous.json."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("metrics*.json"))
+    args = ["evaluate", "--checkpoint", str(run), "--threads", "1", "--set", "mig.num_train=2000"]
+    assert main([*args, "--metrics", "mig"]) == 0
+    assert main([*args, "--metrics", "irs", "--set", "irs.num_train=2000"]) == 0
+    first = json.loads((run / "metrics.json").read_text())
+    assert sorted(first["results"]) == ["irs", "mig"] and first["seed"] == 0
+    assert len(first["checkpoint_sha256"]) == 64
+    capsys.readouterr()
+    assert main([*args, "--metrics", "mig", "--seed", "1"]) == 0
+    assert "kept them as" in capsys.readouterr().err
+    now = json.loads((run / "metrics.json").read_text())
+    assert sorted(now["results"]) == ["mig"] and now["seed"] == 1
+    assert json.loads((run / "metrics.previous.json").read_text()) == first
+
+
+def test_same_evaluation_needs_the_same_checkpoint_bytes():
+    from disentkit.metrics.record import same_evaluation
+
+    ctx = dict(checkpoint="r/model.safetensors", checkpoint_sha256="a" * 64, model="beta_vae",
+               dataset="dsprites_procedural", seed=0, representation="mean")
+    assert same_evaluation(dict(ctx), ctx)
+    assert not same_evaluation({**ctx, "checkpoint_sha256": "b" * 64}, ctx)   # retrained in place
+    assert not same_evaluation({**ctx, "representation": "sampled"}, ctx)
+    legacy = {k: v for k, v in ctx.items() if k != "checkpoint_sha256"}     # written before hashes were kept
+    assert same_evaluation(legacy, ctx) and not same_evaluation({**legacy, "checkpoint": "other"}, ctx)

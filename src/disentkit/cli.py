@@ -114,10 +114,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import get_dataset
     from .metrics import evaluate, representation_function, resolve_metrics
+    from .metrics.record import earlier_record, evaluation_context
     from .train import load_checkpoint
-    from .train.run import set_threads
+    from .train.run import setup_cpu
 
-    set_threads(args.threads)
+    setup_cpu(args.threads)
     names = resolve_metrics(args.metrics)
     ck = load_checkpoint(args.checkpoint, device=args.device)
     dataset = get_dataset(args.dataset or ck.config["dataset"], data_root=args.data_root or ck.config.get("data_root"))
@@ -125,9 +126,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     params = parse_sets(args.set or [])
     results = evaluate(encode, dataset, names, seed=args.seed, params=params)
     out = Path(args.out) if args.out else ck.path.parent / "metrics.json"
-    record: dict[str, Any] = json.loads(out.read_text()) if out.is_file() else {}
-    record.update(checkpoint=str(ck.path), model=ck.config["model"], dataset=dataset.name, seed=args.seed,
-                  representation=args.representation, factor_names=list(dataset.factor_names))
+    context = evaluation_context(ck.path, ck.config["model"], dataset, args.seed, args.representation)
+    record = earlier_record(out, context)
+    record.update(context)
     record.setdefault("results", {}).update(results)
     if args.baseline:
         import torch

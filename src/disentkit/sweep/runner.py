@@ -186,10 +186,11 @@ def _score_and_finish(spec: RunSpec, folder: Path, settings: dict[str, Any], t0:
 
     from ..data import get_dataset
     from ..metrics import METRICS, representation_function
+    from ..metrics.record import evaluation_context
     from ..train import load_checkpoint
-    from ..train.run import set_threads
+    from ..train.run import setup_cpu
 
-    set_threads(int(settings.get("threads") or 0))
+    setup_cpu(int(settings.get("threads") or 0))
     ck = load_checkpoint(folder / "model.safetensors", device="cuda" if torch.cuda.is_available()
                          and settings.get("device", "auto") != "cpu" else "cpu")
     dataset = get_dataset(spec.dataset, data_root=settings.get("data_root"))
@@ -197,9 +198,8 @@ def _score_and_finish(spec: RunSpec, folder: Path, settings: dict[str, Any], t0:
     encode = representation_function(ck.vae, ev.get("representation", "mean"), seed=int(ev.get("seed", 0)))
     results = {name: METRICS[name](encode, dataset, seed=int(ev.get("seed", 0)), **kw)
                for name, kw in spec.metrics.items()}
-    record = {"checkpoint": str(ck.path), "model": spec.model, "dataset": dataset.name,
-              "seed": int(ev.get("seed", 0)), "representation": ev.get("representation", "mean"),
-              "factor_names": list(dataset.factor_names), "results": results}
+    record = {**evaluation_context(ck.path, spec.model, dataset, int(ev.get("seed", 0)),
+                                   ev.get("representation", "mean")), "results": results}
     write_atomic(folder / "metrics.json", json.dumps(record, indent=1))
     seconds = time.time() - t0
     write_atomic(folder / DONE, json.dumps({"run_id": spec.run_id, "config_hash": spec.config_hash,

@@ -624,9 +624,9 @@ def train_members(config: TrainConfig, members: list[TrainConfig], run_dir: Path
     ``csv/metrics.csv`` (its columns of the ensemble's log), and ``ensemble.yaml`` + logs in ``run_dir``."""
     from ..data import get_dataset
     from .checkpoint import read_checkpoint
-    from .run import make_trainer, place_dataset, quiet_lightning, resolve_device, set_threads
+    from .run import make_trainer, place_dataset, quiet_lightning, resolve_device, setup_cpu
 
-    set_threads(config.threads)
+    setup_cpu(config.threads)
     device = resolve_device(config.device)
     quiet_lightning()
     dataset = place_dataset(get_dataset(config.dataset, data_root=config.data_root), device)
