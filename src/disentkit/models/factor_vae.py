@@ -131,7 +131,8 @@ class FactorVAE(Objective):
         return iter(())
 
     def extra_optimizers(self) -> list:
-        return [torch.optim.Adam(self.discriminator.parameters(), lr=self.disc_lr, betas=DISC_BETAS)]
+        # foreach: the elementwise kernels for all tensors at once (as the VAE's Adam on a CPU, train/fast.py)
+        return [torch.optim.Adam(self.discriminator.parameters(), lr=self.disc_lr, betas=DISC_BETAS, foreach=True)]
 
     def manual_step(self, module: Any, batch: torch.Tensor) -> LossTerms:
         """VAE step on rec + KL + γ·TC, then one discriminator step on real vs permuted codes."""
