@@ -15,7 +15,9 @@ measured in the same run on the same data.
 
 Data: procedural dSprites rendered once (cached bit-packed under runs/cache/), all paths gather
 from the same tensor. Each figure is the best of ``--repeats`` timed windows after warm-up, the variants interleaved
-round by round (drifting load on a shared machine then hits them alike).
+round by round (drifting load on a shared machine then hits them alike); the single-model table also gives the
+ratio of the medians. On a CPU each of its windows runs in a fresh process: ``disentkit train`` sets its
+process's heap to keep freed memory (``train/run.py``: ``keep_freed_memory``), the baselines do not.
 
     python benchmarks/bench_train.py                  # CPU (and CUDA when present), batch 64 and 256
     python benchmarks/bench_train.py --quick          # a smoke run (few steps)
@@ -24,6 +26,9 @@ round by round (drifting load on a shared machine then hits them alike).
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,7 +51,7 @@ from disentkit.train import TrainConfig  # noqa: E402
 from disentkit.train.datamodule import FactorDataModule  # noqa: E402
 from disentkit.train.ensemble import EnsembleDataModule, EnsembleModule, expand_members  # noqa: E402
 from disentkit.train.module import VAEModule  # noqa: E402
-from disentkit.train.run import make_trainer, quiet_lightning  # noqa: E402
+from disentkit.train.run import keep_freed_memory, make_trainer, quiet_lightning  # noqa: E402
 
 CACHE = ROOT / "runs" / "cache" / "dsprites_procedural_packed.npy"
 
@@ -56,13 +61,14 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def load_data(device: torch.device):
+def load_data(device: torch.device, verbose: bool = True):
     """Procedural dSprites, materialized once (bit-packed, cached on disk) and held on ``device``."""
     ds = get_dataset("dsprites_procedural")
     t = time.perf_counter()
     ds.materialize(device, chunk=8192, cache_path=CACHE)  # renders on the device when there is no cache
-    print(f"# data: dsprites_procedural, {ds.num_images:,} images, bit-packed on {device} "
-          f"({time.perf_counter() - t:.1f}s to render or load {CACHE.relative_to(ROOT)})")
+    if verbose:
+        print(f"# data: dsprites_procedural, {ds.num_images:,} images, bit-packed on {device} "
+              f"({time.perf_counter() - t:.1f}s to render or load {CACHE.relative_to(ROOT)})")
     return ds
 
 
@@ -330,6 +336,35 @@ def time_stacked(kind: str, m: int, batch: int, steps: int, repeats: int) -> lis
     return out
 
 
+# ----------------------------------------------------------------------------- one window, own process
+def run_window(spec: dict) -> list[float]:
+    """Seconds per step of one timed window of one path (``spec``: kind, batch, steps, warmup, options).
+
+    On a CPU each window runs in a fresh process (:func:`window_in_subprocess`): ``disentkit train`` sets
+    the process's heap to keep freed memory (``keep_freed_memory``, no page faults per step), which the
+    baselines, as straightforward scripts, do not; a process-wide setting needs a process per path."""
+    device = torch.device(spec["device"])
+    if spec["kind"] == "disentkit":
+        keep_freed_memory()  # what `disentkit train` does first (train/run.py: setup_cpu)
+    ds = load_data(device, verbose=False)
+    b, steps, warmup = spec["batch"], spec["steps"], spec["warmup"]
+    if spec["kind"] == "eager":
+        return time_eager_loop(ds, device, b, steps, warmup, 1)
+    if spec["kind"] == "lightning":
+        return time_lightning_dataloader(ds, device, b, steps, warmup, 1)
+    return time_disentkit(ds, device, b, steps, warmup, 1, **spec["options"])
+
+
+def window_in_subprocess(spec: dict, threads: int) -> list[float]:
+    """:func:`run_window` in a new Python process (``bench_train.py --window SPEC``)."""
+    cmd = [sys.executable, __file__, "--threads", str(threads), "--window", json.dumps(spec)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    for line in res.stdout.splitlines():
+        if line.startswith("WINDOW "):
+            return json.loads(line[len("WINDOW "):])
+    raise RuntimeError((res.stderr.strip().splitlines() or ["no output"])[-1])
+
+
 # ----------------------------------------------------------------------------- main
 def fmt_row(name: str, batch: int, sec: float, base: float | None, images: int | None = None) -> str:
     """One table row; the ratio is images/s over the baseline's (which trains ``batch`` images a step)."""
@@ -362,11 +397,15 @@ def main(argv: list[str] | None = None) -> None:
                     help="models of the fused-ensemble tables (beta_vae always; factor_vae optional)")
     ap.add_argument("--skip", default="", help="comma list of sections to skip: single,ensemble,stacked")
     ap.add_argument("--quick", action="store_true", help="smoke run: few steps, batch 64, M ≤ 2")
+    ap.add_argument("--window", help=argparse.SUPPRESS)  # internal: time one window of one path (JSON spec)
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     quiet_lightning()
     warnings.filterwarnings("ignore")
+    if args.window:
+        print("WINDOW " + json.dumps(run_window(json.loads(args.window))), flush=True)
+        return
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.devices == "auto" \
         else args.devices.split(",")
     batches = [64] if args.quick else [int(b) for b in args.batches.split(",")]
@@ -381,9 +420,9 @@ def main(argv: list[str] | None = None) -> None:
         repeats = 1 if args.quick else args.repeats
         ds = load_data(device)
 
-        def best(fns: dict[str, Callable[[], list[float]]]) -> dict[str, float]:
-            """Best-of-``repeats`` seconds/step, the variants interleaved round by round so that drifting
-            load on a shared machine hits them alike (the minimum is the least disturbed window)."""
+        def windows(fns: dict[str, Callable[[], list[float]]]) -> dict[str, list[float]]:
+            """``repeats`` windows of seconds/step of each variant, interleaved round by round so that
+            drifting load on a shared machine hits them alike."""
             times: dict[str, list[float]] = {k: [] for k in fns}
             for _ in range(repeats):
                 for k, fn in fns.items():
@@ -392,16 +431,29 @@ def main(argv: list[str] | None = None) -> None:
                     except Exception as e:  # an option this machine cannot run: say so, keep going
                         print(f"# {k}: failed: {type(e).__name__}: {str(e).splitlines()[0][:100]}", flush=True)
                         times[k] = [float("nan")]
-            return {k: min(v) for k, v in times.items()}
+            return times
+
+        def best(fns: dict[str, Callable[[], list[float]]]) -> dict[str, float]:
+            """Best-of-``repeats`` seconds/step (the minimum is the least disturbed window)."""
+            return {k: min(v) for k, v in windows(fns).items()}
 
         if "single" not in skip:
-            print(f"\n## single model, {device}  (best of {repeats} interleaved windows of {steps} steps; "
-                  f"ratios: images/s over the eager loop's and over lightning+DataLoader's)")
-            print(f"{'path':<30}{'batch':>6}{'steps/s':>10}{'images/s':>12}{'vs eager':>10}{'vs L+DL':>10}")
+            print(f"\n## single model, {device}  (best of {repeats} interleaved windows of {steps} steps"
+                  + ("" if cuda else ", each window in its own process") + "; ratios: images/s over the eager "
+                  "loop's and over lightning+DataLoader's, best windows, and medians of the windows)")
+            print(f"{'path':<30}{'batch':>6}{'steps/s':>10}{'images/s':>12}{'vs eager':>10}{'vs L+DL':>10}"
+                  f"{'median vs L+DL':>16}")
+            def window(kind: str, b: int, w: int, options: dict | None = None) -> Callable[[], list[float]]:
+                """One timed window: in its own process on a CPU (see run_window), in this one on CUDA."""
+                spec = dict(kind=kind, batch=b, steps=steps, warmup=w, options=options or {}, device=str(device))
+                if cuda:
+                    return lambda: run_window(spec)
+                return lambda: window_in_subprocess(spec, args.threads)
+
             for b in batches:
                 variants: dict[str, Callable[[], list[float]]] = {
-                    "eager loop (baseline)": lambda b=b: time_eager_loop(ds, device, b, steps, warmup, 1),
-                    "lightning+DataLoader": lambda b=b: time_lightning_dataloader(ds, device, b, steps, warmup, 1),
+                    "eager loop (baseline)": window("eager", b, warmup),
+                    "lightning+DataLoader": window("lightning", b, warmup),
                 }
                 opts: list[tuple[str, dict]] = [("disentkit", {}), ("disentkit --channels-last", {"channels_last": True})]
                 if cuda or args.bf16:
@@ -416,12 +468,14 @@ def main(argv: list[str] | None = None) -> None:
                 if "factor_vae" in OBJECTIVES:
                     opts.append(("disentkit factor_vae", {"model": "factor_vae"}))
                 for name, o in opts:
-                    w = warmup + (10 if "compile" in o else 0)
-                    variants[name] = lambda b=b, o=o, w=w: time_disentkit(ds, device, b, steps, w, 1, **o)
-                res = best(variants)
+                    variants[name] = window("disentkit", b, warmup + (10 if "compile" in o else 0), o)
+                times = windows(variants)
+                res = {k: min(v) for k, v in times.items()}
+                med = {k: statistics.median(v) for k, v in times.items()}
                 base, naive = res["eager loop (baseline)"], res["lightning+DataLoader"]
                 for name, sec in res.items():
-                    print(fmt_row(name, b, sec, base) + f"{naive / sec:>9.2f}x", flush=True)
+                    print(fmt_row(name, b, sec, base) + f"{naive / sec:>9.2f}x"
+                          + f"{med['lightning+DataLoader'] / med[name]:>15.2f}x", flush=True)
                 gflop, peak = step_gflop(b), matmul_peak(device)
                 ceiling = peak / gflop  # steps/s if every FLOP of the step ran at the matmul peak
                 fastest = min(res, key=res.get)
