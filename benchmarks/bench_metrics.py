@@ -47,8 +47,10 @@ def main() -> None:
     ap.add_argument("--skip-suite", action="store_true", help="skip the shared whole-suite run")
     ap.add_argument("--set", action="append", default=[], metavar="METRIC.PARAM=VALUE", help="override a default")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
     from disentkit.cli import parse_sets
+    from disentkit.train.run import setup_cpu
+
+    setup_cpu(args.threads)  # as `disentkit evaluate`: threads, and a heap that keeps freed memory
 
     params = parse_sets(args.set)
     if args.checkpoint:

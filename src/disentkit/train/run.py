@@ -49,7 +49,7 @@ def keep_freed_memory() -> bool:
 
     By default glibc serves big blocks (a batch's activations and gradients) with mmap and trims the heap's
     top, so freed tensors go back to the OS and the next step page-faults them in again, zeroed by the
-    kernel: on the 2-core CPU ≈ 9k minor faults and ≈ 40 ms of system time a β-VAE step at batch 64
+    kernel: on the 2-core CPU ≈ 8k minor faults and ≈ 37 ms of system time a β-VAE step at batch 64
     (53k and ≈ 220 ms at batch 256; ``docs/speed.md``). No mmap and no trimming let each step reuse the
     last step's pages. The cost: the process keeps its peak heap until it exits. A no-op (False) where
     libc is not glibc.
