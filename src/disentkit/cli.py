@@ -24,6 +24,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
             return text
         return super()._get_help_string(action)
 
+
 TRAIN_FLAGS: list[tuple[str, type, str]] = [
     ("model", str, "objective to train: {models}"),
     ("dataset", str, "factor dataset to train on (see `disentkit datasets list`)"),
