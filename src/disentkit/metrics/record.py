@@ -7,28 +7,21 @@ to the record only when it describes the same evaluation; a record of another ev
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-#: the keys that say which evaluation a record describes
-CONTEXT_KEYS = ("checkpoint_sha256", "model", "dataset", "seed", "representation")
+from ..data.download import hash_file
 
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+#: besides the checkpoint's bytes, the keys that say which evaluation a record describes
+CONTEXT_KEYS = ("model", "dataset", "seed", "representation")
 
 
 def evaluation_context(checkpoint: str | Path, model: str, dataset: Any, seed: int,
                        representation: str) -> dict[str, Any]:
     """The header of a record: which checkpoint (path and content hash), model, dataset, seed and code."""
-    return dict(checkpoint=str(checkpoint), checkpoint_sha256=file_sha256(checkpoint), model=model,
+    return dict(checkpoint=str(checkpoint), checkpoint_sha256=hash_file(checkpoint)["sha256"], model=model,
                 dataset=dataset.name, seed=int(seed), representation=representation,
                 factor_names=list(dataset.factor_names))
 
@@ -36,8 +29,7 @@ def evaluation_context(checkpoint: str | Path, model: str, dataset: Any, seed: i
 def same_evaluation(record: dict[str, Any], context: dict[str, Any]) -> bool:
     """Whether ``record`` describes the evaluation ``context`` does (a record written before hashes were kept
     matches on the checkpoint path instead)."""
-    keys = [k for k in CONTEXT_KEYS if k != "checkpoint_sha256"]
-    if any(record.get(k) != context.get(k) for k in keys):
+    if any(record.get(k) != context.get(k) for k in CONTEXT_KEYS):
         return False
     if "checkpoint_sha256" in record:
         return record["checkpoint_sha256"] == context["checkpoint_sha256"]
