@@ -75,3 +75,20 @@ def test_compiled_step_trains_alike(reference, tmp_path):
     """torch.compile of the loss (forward and backward through AOTAutograd) on the CPU."""
     run = fit(TrainConfig(out=str(tmp_path / "k"), compile="default", **BASE))
     assert _losses(run) == pytest.approx(_losses(reference), rel=1e-3)
+
+
+def test_cpu_process_setup_keeps_heap_and_deterministic_without_nan_fill(tmp_path):
+    """What `disentkit train` does to a CPU process: glibc keeps freed memory (Linux), deterministic
+    algorithms stay on without NaN-filling new tensors, and Adam runs its foreach kernels."""
+    import platform
+
+    from disentkit.train.run import keep_freed_memory, make_trainer, setup_cpu
+
+    setup_cpu(1)
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert keep_freed_memory() is True
+    make_trainer(TrainConfig(**BASE), tmp_path, torch.device("cpu"), [], has_val=False)
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.utils.deterministic.fill_uninitialized_memory is False
+    opt = make_adam([torch.nn.Parameter(torch.zeros(3))], 1e-3)
+    assert opt.defaults["foreach"] is True and not opt.defaults["fused"]
