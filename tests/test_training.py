@@ -93,3 +93,13 @@ def test_validation_errors_name_the_flag():
     with pytest.raises(DisentkitError, match="unknown option.s. betta"):     # a YAML typo is not ignored
         TrainConfig.from_dict({"betta": 4}).validate()
     assert TrainConfig.from_dict({"gamma": 4}).validate().hparams == {"beta": 1.0}  # another model's flag
+
+
+def test_progress_bar_updates_sparsely_in_log_files():
+    """On a terminal the bar refreshes every few steps; into a log file about 20 times a run."""
+    from disentkit.train.run import progress_refresh_rate
+
+    assert progress_refresh_rate(2000, 50, tty=True) == 25
+    assert progress_refresh_rate(2000, 10, tty=True) == 10
+    assert progress_refresh_rate(2000, 50, tty=False) == 100
+    assert progress_refresh_rate(100, 50, tty=False) == 25

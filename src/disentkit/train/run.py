@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -121,6 +122,13 @@ def fit(config: TrainConfig) -> Path:
     return run_dir
 
 
+def progress_refresh_rate(steps: int, log_every: int, tty: bool | None = None) -> int:
+    """Steps between progress-bar updates: frequent on a terminal; about 20 in all when stderr is a log
+    file (a batch job), where every update is one more carriage-return line."""
+    tty = sys.stderr.isatty() if tty is None else tty
+    return max(1, min(log_every, 25)) if tty else max(25, steps // 20)
+
+
 def make_trainer(config: TrainConfig, run_dir: Path, device: torch.device, callbacks: list,
                  has_val: bool, max_steps: int | None = None) -> L.Trainer:
     """The Lightning trainer of a run: loggers, progress bar, precision; no Lightning checkpoints.
@@ -136,7 +144,8 @@ def make_trainer(config: TrainConfig, run_dir: Path, device: torch.device, callb
         logger=[TensorBoardLogger(run_dir, name="tb", version="", default_hp_metric=False),
                 CSVLogger(run_dir, name="csv", version="")],
         callbacks=callbacks
-        + ([TQDMProgressBar(refresh_rate=max(1, min(config.log_every, 25)))] if config.progress else []),
+        + ([TQDMProgressBar(refresh_rate=progress_refresh_rate(config.steps, config.log_every))]
+           if config.progress else []),
         log_every_n_steps=config.log_every,
         enable_checkpointing=False,
         enable_progress_bar=config.progress,
