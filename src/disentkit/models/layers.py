@@ -18,7 +18,16 @@ def _shortcuts_apply(layer: nn.Conv2d | nn.ConvTranspose2d, x: torch.Tensor) -> 
     return (x.device.type == "cpu" and x.dim() == 4 and layer.bias is not None and layer.groups == 1
             and layer.dilation == (1, 1) and x.dtype == layer.weight.dtype == torch.float32
             and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
-            and not torch._C._functorch.is_functorch_wrapped_tensor(x))
+            and not _inside_functorch(x))
+
+
+def _inside_functorch(x: torch.Tensor) -> bool:
+    """Whether ``x`` is a vmap/grad-transform tensor (an autograd.Function without a vmap rule fails there);
+    True, to be safe, if this PyTorch cannot say."""
+    try:
+        return bool(torch._C._functorch.is_functorch_wrapped_tensor(x))
+    except AttributeError:
+        return True
 
 
 class Conv(nn.Conv2d):
