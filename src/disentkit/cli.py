@@ -74,7 +74,8 @@ def _add_train_parser(sub) -> None:
         p.add_argument(f"--{name}", type=typ, help=f"{text.format(models=models)} (default: {default})")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
-    p.add_argument("--channels-last", action="store_true", help="NHWC memory format for the convolutions (1.1-1.5x a CPU training step here)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="NHWC memory format for the convolutions (1.1-1.5x a CPU training step here)")
     p.add_argument("--cuda-graphs", action="store_true",
                    help="capture forward, backward and a capturable Adam as one CUDA graph (CUDA only)")
     p.add_argument("--ensemble", nargs="+", metavar="NAME=V1,V2",

@@ -43,7 +43,7 @@ class Conv(nn.Conv2d):
     def _tiles(self, x: torch.Tensor) -> bool:
         """Zero padding given as numbers, and windows that end exactly at the padded edge (then the
         transposed convolution of the output has the input's size)."""
-        return (self.padding_mode == "zeros" and isinstance(self.padding, tuple) and x.dim() == 4
+        return (self.padding_mode == "zeros" and isinstance(self.padding, tuple)
                 and all((n + 2 * p - k) % s == 0 for n, p, k, s in
                         zip(x.shape[2:], self.padding, self.kernel_size, self.stride)))
 
@@ -60,18 +60,7 @@ class _CpuConv(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x, w = ctx.saved_tensors
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        gx = gw = gb = None
-        if need_x:
-            gx = torch.ops.aten.convolution_backward(grad, x, w, None, *ctx.geometry, False, [0, 0], 1,
-                                                     [True, False, False])[0]
-        if need_w:  # dL/dw[o, i, ky, kx] = Σ grad[o, y, x]·x[i, s·y+ky−p, s·x+kx−p]: the weight gradient of
-            # conv_transpose2d(grad, ·) whose output gradient is x
-            gw = torch.ops.aten.convolution_backward(x, grad, w, None, *ctx.geometry, True, [0, 0], 1,
-                                                     [False, True, False])[1]
-        if need_b:
-            gb = grad.sum((0, 2, 3))
-        return gx, gw, gb, None, None
+        return (*_swapped_backward(grad, x, w, ctx.geometry, False, ctx.needs_input_grad[:3]), None, None)
 
 
 class Deconv(nn.ConvTranspose2d):
@@ -113,22 +102,30 @@ class _CpuDeconv(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         h, w = ctx.saved_tensors
-        need_h, need_w, need_b = ctx.needs_input_grad
         geometry = ([2, 2], [1, 1], [1, 1])  # stride, padding, dilation
         if w.shape[1] == 1:  # oneDNN's own backward is the faster one here
             return torch.ops.aten.convolution_backward(grad, h, w, [1], *geometry, True, [0, 0], 1,
-                                                       [need_h, need_w, need_b])
-        gh = gw = gb = None
-        if need_h:  # = conv2d(grad, w, stride 2, padding 1)
-            gh = torch.ops.aten.convolution_backward(grad, h, w, None, *geometry, True, [0, 0], 1,
-                                                     [True, False, False])[0]
-        if need_w:  # dL/dw[i, o, ky, kx] = Σ h[i, y, x]·grad[o, 2y+ky−1, 2x+kx−1]: the weight gradient of
-            # conv2d(grad, ·, stride 2, padding 1) whose output gradient is h
-            gw = torch.ops.aten.convolution_backward(h, grad, w, None, *geometry, False, [0, 0], 1,
-                                                     [False, True, False])[1]
-        if need_b:
-            gb = grad.sum((0, 2, 3))
-        return gh, gw, gb
+                                                       list(ctx.needs_input_grad))
+        return _swapped_backward(grad, h, w, geometry, True, ctx.needs_input_grad)
+
+
+def _swapped_backward(grad: torch.Tensor, inp: torch.Tensor, w: torch.Tensor, geometry: tuple, transposed: bool,
+                      needs: tuple[bool, ...]) -> tuple[torch.Tensor | None, ...]:
+    """Gradients of a (transposed) convolution's input, weight and bias, the weight's taken as the other layer
+    type's weight gradient with the activations' roles swapped. For a convolution, dL/dw[o, i, ky, kx] =
+    Σ grad[o, y, x]·inp[i, s·y+ky−p, s·x+kx−p], which is also the weight gradient of conv_transpose2d(grad, ·)
+    whose output gradient is ``inp``; for a transposed convolution the same holds the other way round."""
+    need_in, need_w, need_b = needs
+    gi = gw = gb = None
+    if need_in:
+        gi = torch.ops.aten.convolution_backward(grad, inp, w, None, *geometry, transposed, [0, 0], 1,
+                                                 [True, False, False])[0]
+    if need_w:
+        gw = torch.ops.aten.convolution_backward(inp, grad, w, None, *geometry, not transposed, [0, 0], 1,
+                                                 [False, True, False])[1]
+    if need_b:
+        gb = grad.sum((0, 2, 3))
+    return gi, gw, gb
 
 
 def _col2im_k4s2p1(taps: torch.Tensor, n: int, rows: int, cols: int, c_out: int) -> torch.Tensor:
