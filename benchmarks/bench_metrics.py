@@ -48,9 +48,9 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="METRIC.PARAM=VALUE", help="override a default")
     args = ap.parse_args()
     from disentkit.cli import parse_sets
-    from disentkit.train.run import setup_cpu
+    from disentkit.train.run import setup_process
 
-    setup_cpu(args.threads)  # as `disentkit evaluate`: threads, and a heap that keeps freed memory
+    setup_process(args.threads)  # as `disentkit evaluate`: threads, and a heap that keeps freed memory
 
     params = parse_sets(args.set)
     if args.checkpoint:

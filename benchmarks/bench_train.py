@@ -5,9 +5,9 @@ measured in the same run on the same data.
   ``nn.Sequential``, batches gathered by index, Adam; a ``loss.item()`` every 50 steps.
 * ``lightning+DL`` — the straightforward Lightning implementation: a ``Dataset`` with a per-sample
   ``__getitem__``, a ``DataLoader`` (shuffle, batch collation), ``self.log`` of every term each step.
-* ``disentkit …``  — ``disentkit train``'s own pieces (VAEModule, RandomBatches, the Trainer of
-  ``fit``), plain and with each speed option (channels_last, bf16-mixed, torch.compile, CUDA graphs).
-* ``ensemble M=…`` — fused ensembles (train/ensemble.py) through Lightning: aggregate images/s of M
+* ``disentkit …``  — ``disentkit train`` itself (``fit``: the engine's loop, step and batches), plain and
+  with each speed option (channels_last, bf16-mixed, torch.compile, CUDA graphs).
+* ``ensemble M=…`` — fused ensembles (the same engine with stacked members): aggregate images/s of M
   members against M single models (the eager loop's images/s); for FactorVAE, against M single
   ``disentkit train --model factor_vae`` runs (its discriminator step has no eager-loop twin here).
 * ``stacked fwd+bwd`` — how to stack M models: vmap over functional_call (what ensembles use),
@@ -18,6 +18,7 @@ from the same tensor. Each figure is the best of ``--repeats`` timed windows aft
 round by round (drifting load on a shared machine then hits them alike); the single-model table also gives the
 ratio of the medians. On a CPU each of its windows runs in a fresh process: ``disentkit train`` sets its
 process's heap to keep freed memory (``train/run.py``: ``keep_freed_memory``), the baselines do not.
+``benchmarks/bench_engine.py`` sets the engine beside the Trainer path it replaced.
 
     python benchmarks/bench_train.py                  # CPU (and CUDA when present), batch 64 and 256
     python benchmarks/bench_train.py --quick          # a smoke run (few steps)
@@ -47,11 +48,8 @@ import lightning as L  # noqa: E402
 
 from disentkit.data import get_dataset  # noqa: E402
 from disentkit.models import OBJECTIVES  # noqa: E402
-from disentkit.train import TrainConfig  # noqa: E402
-from disentkit.train.datamodule import FactorDataModule  # noqa: E402
-from disentkit.train.ensemble import EnsembleDataModule, EnsembleModule, expand_members  # noqa: E402
-from disentkit.train.module import VAEModule  # noqa: E402
-from disentkit.train.run import keep_freed_memory, make_trainer, quiet_lightning  # noqa: E402
+from disentkit.train import TrainConfig, fit  # noqa: E402
+from disentkit.train.run import keep_freed_memory, quiet_lightning  # noqa: E402
 
 CACHE = ROOT / "runs" / "cache" / "dsprites_procedural_packed.npy"
 
@@ -177,8 +175,9 @@ class PlainLightningVAE(L.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=1e-4)
 
 
-class StepTimer(L.Callback):
-    """Times ``repeats`` windows of ``steps`` training batches after ``warmup`` batches."""
+class StepTimer:
+    """Times ``repeats`` windows of ``steps`` training batches after ``warmup`` batches: a Lightning callback
+    for the baseline, and a ``fit(callbacks=...)`` function for disentkit's engine."""
 
     def __init__(self, warmup: int, steps: int, repeats: int, device: torch.device) -> None:
         self.warmup, self.steps, self.repeats, self.device = warmup, steps, repeats, device
@@ -186,18 +185,28 @@ class StepTimer(L.Callback):
         self._t = 0.0
         self._seen = 0
 
-    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
-        k = self._seen - self.warmup
-        if k >= 0 and k % self.steps == 0 and len(self.times) < self.repeats:
-            sync(self.device)
-            self._t = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+    def _tick(self) -> None:
+        """After each batch: close a window, open the next."""
         self._seen += 1
         k = self._seen - self.warmup
-        if k > 0 and k % self.steps == 0 and len(self.times) < self.repeats:
+        if k >= 0 and k % self.steps == 0 and len(self.times) <= self.repeats:
             sync(self.device)
-            self.times.append((time.perf_counter() - self._t) / self.steps)
+            now = time.perf_counter()
+            if k > 0:
+                self.times.append((now - self._t) / self.steps)
+            self._t = now
+
+    def __call__(self, step: int, logs: dict) -> None:  # fit(callbacks=[timer])
+        self._tick()
+
+    def callback(self) -> L.Callback:
+        timer = self
+
+        class _Lightning(L.Callback):
+            def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+                timer._tick()
+
+        return _Lightning()
 
     @property
     def total(self) -> int:
@@ -210,7 +219,7 @@ def time_lightning_dataloader(ds, device, batch: int, steps: int, warmup: int, r
     loader = torch.utils.data.DataLoader(PerSampleDataset(host), batch_size=batch, shuffle=True, drop_last=True)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = L.Trainer(max_steps=timer.total, accelerator="gpu" if device.type == "cuda" else "cpu",
-                            devices=1, default_root_dir=tmp, callbacks=[timer], enable_progress_bar=False,
+                            devices=1, default_root_dir=tmp, callbacks=[timer.callback()], enable_progress_bar=False,
                             enable_checkpointing=False, enable_model_summary=False)
         trainer.fit(PlainLightningVAE(), train_dataloaders=loader)
     return timer.times
@@ -230,31 +239,24 @@ def base_config(batch: int, model: str, **kw) -> TrainConfig:
 
 def time_disentkit(ds, device, batch: int, steps: int, warmup: int, repeats: int, model: str = "beta_vae",
                    **options) -> list[float]:
-    """``disentkit train``'s path (VAEModule + RandomBatches + fit's Trainer), with speed options."""
+    """``disentkit train``'s path (``fit``: the engine's loop), with speed options; ``ds`` is unused here
+    (fit builds its own dataset, as ``disentkit train`` does; on a CUDA device it is placed there)."""
     timer = StepTimer(warmup, steps, repeats, device)
-    cfg = base_config(batch, model, steps=timer.total, **options)
-    d = {**cfg.to_dict(), "channels": 1, "factor_names": list(ds.factor_names), "num_images": ds.num_images}
-    torch.manual_seed(0)
-    module = VAEModule(d)
-    per_update = getattr(module, "steps_per_update", 1)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = make_trainer(cfg, Path(tmp), device, [timer], has_val=False, max_steps=timer.total * per_update)
-        trainer.fit(module, datamodule=FactorDataModule(ds, batch, 0, 0.0, 1, device))
+        cfg = base_config(batch, model, steps=timer.total, out=str(Path(tmp) / "run"), device=str(device),
+                          checkpoint_every=timer.total, **options)
+        fit(cfg, callbacks=[timer])
     return timer.times
 
 
 def time_ensemble(ds, device, batch: int, members: int, steps: int, warmup: int, repeats: int,
                   rng: str = "member", model: str = "beta_vae") -> list[float]:
     timer = StepTimer(warmup, steps, repeats, device)
-    cfg = base_config(batch, model, steps=timer.total, out=tempfile.mkdtemp(),
-                      ensemble=[f"seed={','.join(str(i) for i in range(members))}"], ensemble_rng=rng)
-    cfgs = [{**m.to_dict(), "channels": 1, "factor_names": list(ds.factor_names), "num_images": ds.num_images}
-            for m in expand_members(cfg)]
-    module = EnsembleModule(cfgs, rng=rng)
-    with tempfile.TemporaryDirectory() as tmp:  # max_steps counts every optimizer's steps (FactorVAE: 2 a batch)
-        trainer = make_trainer(cfg, Path(tmp), device, [timer], has_val=False,
-                               max_steps=timer.total * module.steps_per_update)
-        trainer.fit(module, datamodule=EnsembleDataModule(ds, batch, [c["seed"] for c in cfgs], 0, 0.0, device, rng))
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = base_config(batch, model, steps=timer.total, out=str(Path(tmp) / "ens"), device=str(device),
+                          checkpoint_every=timer.total, ensemble=[f"seed={','.join(str(i) for i in range(members))}"],
+                          ensemble_rng=rng)
+        fit(cfg, callbacks=[timer])
     return timer.times
 
 
@@ -296,7 +298,7 @@ def time_stacked(kind: str, m: int, batch: int, steps: int, repeats: int) -> lis
     from torch.func import vmap
 
     from disentkit.models import GaussianVAE
-    from disentkit.train.ensemble import StackedVAE
+    from disentkit.train.members import StackedVAE
 
     x, eps = torch.rand(m, batch, 1, 64, 64).round(), torch.randn(m, batch, 10)
 

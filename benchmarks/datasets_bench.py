@@ -72,7 +72,8 @@ def main() -> None:
 
     # -------------------------------------------------------------- real-size dSprites npz
     if not args.skip_real_size:
-        from disentkit.data import dsprites, synthetic
+        from disentkit.data import dsprites
+        from disentkit.testing import synthetic
         from disentkit.data.cache import load_cache
         from disentkit.data.registry import SOURCES
 

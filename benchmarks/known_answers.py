@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from disentkit.cli import parse_sets
-from disentkit.data.identity import IdentityDataset
+from disentkit.testing import IdentityDataset
 from disentkit.metrics import METRICS, evaluate
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from disentkit.data.identity import IdentityDataset
+from disentkit.testing import IdentityDataset
 
 torch.set_num_threads(1)
 os.environ.setdefault("DISENTKIT_TEST", "1")

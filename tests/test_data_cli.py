@@ -6,7 +6,7 @@ import hashlib
 
 
 from disentkit.cli import main
-from disentkit.data import synthetic
+from disentkit.testing import synthetic
 from disentkit.data.registry import SOURCES, DatasetSource, RemoteFile
 
 

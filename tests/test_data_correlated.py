@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from disentkit.data.identity import IdentityDataset
+from disentkit.testing import IdentityDataset
 
 from disentkit.data import get_dataset
 from disentkit.data.correlated import CorrelatedFactors, pair_joint, parse_variant
 from disentkit.errors import DisentkitError
-from disentkit.train.datamodule import RandomBatches
+from disentkit.train.data import Batches
 
 
 def joint_correlation(joint: np.ndarray) -> float:
@@ -57,15 +57,15 @@ def test_training_batches_follow_the_correlated_joint_with_and_without_a_split()
     ds = CorrelatedFactors(base, "f1", "f3", 0.2)
     expected = joint_correlation(ds.joint)
     for indices in (None, torch.from_numpy(np.random.default_rng(0).permutation(base.num_images)[:60_000])):
-        batches = iter(RandomBatches(ds, indices, batch_size=500, seed=3))
+        batches = iter(Batches(ds, indices, 500, [3], torch.device("cpu")))
         f = torch.cat([next(batches) for _ in range(40)]).view(-1, 5).long().numpy()
         assert corr(f[:, 1], f[:, 3]) == pytest.approx(expected, abs=0.03)
         assert abs(corr(f[:, 0], f[:, 2])) < 0.05
         if indices is not None:       # draws stay inside the training split
             idx = base.factors_to_index(f)
             assert np.isin(idx, indices.numpy()).all()
-    # the uniform default of the hook keeps the old RandomBatches draws exactly
-    plain = next(iter(RandomBatches(base, None, batch_size=8, seed=5)))
+    # the uniform default of the hook keeps the earlier RandomBatches draws exactly
+    plain = Batches(base, None, 8, [5], torch.device("cpu")).next()
     gen = torch.Generator().manual_seed(5)
     assert torch.equal(plain, base.images_at(torch.randint(0, base.num_images, (8,), generator=gen)))
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from disentkit.data import cars3d, celeba, chairs, dsprites, get_dataset, mpi3d, shapes3d, smallnorb, synthetic
+from disentkit.data import cars3d, celeba, chairs, dsprites, get_dataset, mpi3d, shapes3d, smallnorb
+from disentkit.testing import synthetic
 from disentkit.data.cache import cache_dir, data_root, load_cache, load_real, raw_dir
 from disentkit.data.formats import iter_npz_array, read_norb_matrix, write_norb_matrix
 from disentkit.data.registry import SOURCES, DatasetSource, RemoteFile

@@ -4,7 +4,6 @@ import torch
 
 from disentkit.data import get_dataset
 from disentkit.data.dsprites_procedural import pack_bits, unpack_bits, unpack_bits_float
-from disentkit.train.run import place_dataset
 
 
 def test_float_unpack_equals_unpack_bits():
@@ -23,6 +22,16 @@ def test_gather_from_packed_equals_rendering():
     assert torch.equal(ds.images_at(idx), rendered)
 
 
-def test_place_dataset_keeps_host_data_on_cpu():
+def test_place_keeps_host_data_on_cpu():
     ds = get_dataset("dsprites_procedural")
-    assert place_dataset(ds, torch.device("cpu")) is ds and ds.packed is None
+    assert ds.place(torch.device("cpu"), free_bytes=1 << 40) is False and ds.packed is None
+
+
+def test_sync_free_rendering_draws_the_same_images():
+    """Off a CPU the renderer tests every shape on every window (no data-dependent indexing, no device sync)."""
+    from disentkit.data.dsprites_procedural import render
+
+    ds = get_dataset("dsprites_procedural")
+    f = ds.index_to_factors(torch.randint(0, ds.num_images, (3000,), generator=torch.Generator().manual_seed(0)))
+    vals = [v[f[:, i]].float() for i, v in enumerate(ds._values)]
+    assert torch.equal(render(f[:, 0], *vals[1:], sync_free=True), render(f[:, 0], *vals[1:], sync_free=False))

@@ -7,7 +7,8 @@ import torch
 
 from disentkit.errors import DisentkitError
 from disentkit.train import TrainConfig, fit, load_checkpoint
-from disentkit.train.ensemble import EnsembleModule, StackedVAE, expand_members
+from disentkit.train.ensemble import expand_members
+from disentkit.train.members import Stacked, StackedVAE
 
 BASE = dict(steps=6, batch_size=8, log_every=1, threads=1, progress=False, latent_dim=4)
 
@@ -27,9 +28,11 @@ def test_members_match_single_runs(tmp_path, impl):
     for i, (seed, beta) in enumerate([(3, 1.0), (5, 8.0)]):
         single = fit(TrainConfig(out=str(tmp_path / f"single{i}"), seed=seed, hparams={"beta": beta}, **BASE))
         want = _column(single / "csv" / "metrics.csv", "train/loss")
-        got = _column(ens / "csv" / "metrics.csv", f"train/m{i:02d}/loss")
+        got = _column(members[i] / "csv" / "metrics.csv", "train/loss")
         assert len(want) == BASE["steps"] and len(got) == len(want)
         assert got == pytest.approx(want, rel=1e-4)
+        with open(single / "csv" / "metrics.csv") as f, open(members[i] / "csv" / "metrics.csv") as g:
+            assert f.readline() == g.readline()      # the same columns as the single run, kl_dim/* included
         a, b = load_checkpoint(single), load_checkpoint(members[i])
         assert b.config["seed"] == seed and b.config["hparams"] == {"beta": beta}
         for k, v in a.state.items():
@@ -113,11 +116,12 @@ def test_grid_expansion_and_errors(tmp_path):
 def test_shared_rng_trains_and_differs_per_member():
     cfgs = [{**TrainConfig(seed=s, latent_dim=2).validate().to_dict(), "channels": 1, "out": f"x/m{s:02d}"}
             for s in (0, 1)]
-    module = EnsembleModule(cfgs, rng="shared")
-    eps = module.draw_noise(5, torch.device("cpu"))
-    assert eps.shape == (2, 5, 2) and not torch.equal(eps[0], eps[1])
-    loss, logs = module.losses(torch.rand(2, 5, 1, 64, 64), eps, 0)
-    assert loss.shape == (2,) and set(logs) == {"loss", "reconstruction", "kl", "elbo"}
+    members = Stacked(cfgs, torch.device("cpu"), rng="shared")
+    noise = members.draw_noise(5)
+    assert noise["eps"].shape == (2, 5, 2) and not torch.equal(noise["eps"][0], noise["eps"][1])
+    phase = members.objective.phases[0]
+    loss, logs, _ = members.run_phase(phase, torch.rand(2, 5, 1, 64, 64), noise, torch.tensor(0), {})
+    assert loss.shape == (2,) and {"loss", "reconstruction", "kl", "elbo", "kl_dim/1"} <= set(logs)
 
 
 def test_cli_ensemble(tmp_path, capsys):
@@ -135,10 +139,12 @@ def test_cli_ensemble(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("model,hp,impl", [("learnable_beta_vae", "beta_init", "loop"), ("beta_tcvae", "beta", "loop"),
-                                           ("annealed_vae", "c_max", "vmap")])
+                                           ("annealed_vae", "c_max", "vmap"), ("dip_vae_i", "lambda_od", "loop"),
+                                           ("dip_vae_ii", "lambda_od", "vmap"), ("lambda_beta_vae", "lam", "loop")])
 def test_objective_weights_and_dataset_size_members_match_single_runs(tmp_path, model, hp, impl):
-    """L-VAE's own weights are stacked and trained by the VAE's Adam; β-TCVAE gets N as a single run;
-    AnnealedVAE's capacity is a per-member tensor under vmap (the CUDA default)."""
+    """Every objective that fuses (β-VAE and FactorVAE: their own tests): L-VAE's own weights are stacked and
+    trained in the VAE's phase; β-TCVAE gets N as a single run; AnnealedVAE's capacity is a per-member tensor
+    under vmap (the CUDA default); DIP-VAE's and λβ-VAE's weights are per-member tensors."""
     base = {**BASE, "steps": 3, "model": model}
     if model == "annealed_vae":
         base["hparams"] = {"anneal_steps": 2, "gamma": 10.0}

@@ -8,7 +8,8 @@ import torch
 
 from disentkit.errors import DisentkitError
 from disentkit.train import TrainConfig, fit, load_checkpoint
-from disentkit.train.ensemble import EnsembleModule, expand_members
+from disentkit.train.ensemble import expand_members
+from disentkit.train.members import Stacked
 
 BASE = dict(model="factor_vae", steps=5, batch_size=16, log_every=1, threads=1, progress=False, latent_dim=4)
 SMALL_D = dict(disc_hidden=32, disc_layers=2)
@@ -51,7 +52,7 @@ def test_members_match_single_factor_vae_runs(tmp_path, single_runs, impl, permu
     for i, (single, (seed, gamma)) in enumerate(zip(single_runs(permutation), GRID)):
         for name in LOGGED:
             want = _column(single / "csv" / "metrics.csv", f"train/{name}")
-            got = _column(ens / "csv" / "metrics.csv", f"train/m{i:02d}/{name}")
+            got = _column(members[i] / "csv" / "metrics.csv", f"train/{name}")
             assert len(want) == BASE["steps"] and len(got) == len(want), name
             assert got == pytest.approx(want, rel=1e-4, abs=1e-5), name
         a, b = load_checkpoint(single), load_checkpoint(members[i])
@@ -91,18 +92,18 @@ def test_cli_factor_vae_ensemble_evaluate_report_and_init_from(tmp_path, capsys)
     a, b = load_checkpoint(single), load_checkpoint(member)
     for k, v in a.state.items():
         torch.testing.assert_close(b.state[k], v, rtol=1e-3, atol=1e-5, msg=k)
-    assert _column(out / "csv" / "metrics.csv", "train/m03/disc_loss") == pytest.approx(
+    assert _column(member / "csv" / "metrics.csv", "train/disc_loss") == pytest.approx(
         _column(single / "csv" / "metrics.csv", "train/disc_loss"), rel=1e-4)
 
 
 def _module(model, ensemble, rng="member", **hp):
     cfg = TrainConfig(model=model, latent_dim=2, ensemble=ensemble, hparams=hp)
-    return EnsembleModule([{**m.to_dict(), "channels": 1} for m in expand_members(cfg)], rng=rng)
+    return Stacked([{**m.to_dict(), "channels": 1} for m in expand_members(cfg)], torch.device("cpu"), rng=rng)
 
 
 def test_shared_settings_and_unsupported_objectives_are_clear_errors():
     module = _module("factor_vae", ["seed=0,1"], **SMALL_D)
-    assert module.steps_per_update == 2 and not module.automatic_optimization
+    assert [ph.name for ph in module.objective.phases] == ["vae", "discriminator"]
     assert module.objectives.params()["discriminator.0.weight"].shape == (2, 32, 2)
     with pytest.raises(DisentkitError, match="disc_lr=... must be the same for all members"):
         _module("factor_vae", ["disc_lr=1e-4,1e-3"], **SMALL_D)
@@ -114,7 +115,7 @@ def test_shared_settings_and_unsupported_objectives_are_clear_errors():
 
 def test_shared_rng_draws_every_member_its_own_noise():
     module = _module("factor_vae", ["seed=0,1"], rng="shared", **SMALL_D, permutation="second_batch")
-    noise = module.draw_step_noise(5, torch.device("cpu"))
+    noise = module.draw_noise(5)
     assert {k: tuple(v.shape) for k, v in noise.items()} == {
         "eps": (2, 3, 2), "loss_noise": (2, 3, 2), "eps_other": (2, 2, 2), "adversary_noise": (2, 2, 2)}
     assert not torch.equal(noise["eps"][0], noise["eps"][1])

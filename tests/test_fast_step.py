@@ -45,18 +45,26 @@ def test_captured_step_object_steps_like_eager():
     lin = torch.nn.Linear(3, 2)
     twin = torch.nn.Linear(3, 2)
     twin.load_state_dict(lin.state_dict())
-    loss_fn = lambda m: (lambda x: (m(x).square().mean(), {"out": m(x).sum()}))  # noqa: E731
-    step = CapturedStep(loss_fn(lin), list(lin.parameters()), make_adam(list(lin.parameters()), 0.1),
-                        torch.zeros(4, 3), capture=False)
-    opt = make_adam(list(twin.parameters()), 0.1)
-    for _ in range(3):
-        x = torch.randn(4, 3)
-        loss, logs = step(x)
-        opt.zero_grad()
-        ref = twin(x).square().mean()
-        ref.backward()
+    opt = make_adam(list(lin.parameters()), 0.1)
+
+    def step_fn(x, noise):
+        opt.zero_grad(set_to_none=False)
+        loss = (lin(x) + noise["eps"]).square().mean()
+        loss.backward()
         opt.step()
-        assert torch.equal(loss, ref.detach()) and "out" in logs
+        return {"loss": loss, "out": lin(x).sum()}
+
+    step = CapturedStep(step_fn, torch.zeros(4, 3), {"eps": torch.zeros(4, 2)}, list(lin.parameters()), [opt],
+                        capture=False)
+    ref_opt = make_adam(list(twin.parameters()), 0.1)
+    for _ in range(3):
+        x, eps = torch.randn(4, 3), torch.randn(4, 2)
+        logs = step(x, {"eps": eps})
+        ref_opt.zero_grad()
+        ref = (twin(x) + eps).square().mean()
+        ref.backward()
+        ref_opt.step()
+        assert torch.equal(logs["loss"], ref.detach()) and "out" in logs
     assert torch.equal(lin.weight, twin.weight)
 
 
@@ -77,18 +85,30 @@ def test_compiled_step_trains_alike(reference, tmp_path):
     assert _losses(run) == pytest.approx(_losses(reference), rel=1e-3)
 
 
-def test_cpu_process_setup_keeps_heap_and_deterministic_without_nan_fill(tmp_path):
-    """What `disentkit train` does to a CPU process: glibc keeps freed memory (Linux), deterministic
-    algorithms stay on without NaN-filling new tensors, and Adam runs its foreach kernels."""
+def test_cpu_process_setup_keeps_heap_and_deterministic_without_nan_fill(tmp_path, monkeypatch):
+    """What `disentkit train` does to a CPU process: glibc keeps freed memory (Linux); while a run trains,
+    deterministic algorithms are on without NaN-filling new tensors, and both are restored afterwards;
+    Adam runs its foreach kernels."""
     import platform
 
-    from disentkit.train.run import keep_freed_memory, make_trainer, setup_cpu
+    from disentkit.train import session
+    from disentkit.train.run import keep_freed_memory, setup_process
 
-    setup_cpu(1)
+    setup_process(1)
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
         assert keep_freed_memory() is True
-    make_trainer(TrainConfig(**BASE), tmp_path, torch.device("cpu"), [], has_val=False)
-    assert torch.are_deterministic_algorithms_enabled()
-    assert torch.utils.deterministic.fill_uninitialized_memory is False
+    seen = {}
+    real_step = session.Session.step
+
+    def spy(self, batch, noise):
+        seen["deterministic"] = torch.are_deterministic_algorithms_enabled()
+        seen["fill"] = torch.utils.deterministic.fill_uninitialized_memory
+        return real_step(self, batch, noise)
+
+    monkeypatch.setattr(session.Session, "step", spy)
+    before = torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory
+    fit(TrainConfig(out=str(tmp_path / "r"), **{**BASE, "steps": 1}))
+    assert seen == {"deterministic": True, "fill": False}
+    assert (torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory) == before
     opt = make_adam([torch.nn.Parameter(torch.zeros(3))], 1e-3)
     assert opt.defaults["foreach"] is True and not opt.defaults["fused"]

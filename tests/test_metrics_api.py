@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from disentkit.data.identity import IdentityDataset
+from disentkit.testing import IdentityDataset
 
 from disentkit.cli import main
 from disentkit.data import get_dataset

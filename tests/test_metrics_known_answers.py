@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from disentkit.data.identity import IdentityDataset
+from disentkit.testing import IdentityDataset
 
 from disentkit.metrics import (beta_vae_score, completeness, dci, disentanglement, factor_vae_from_codes,
                                factor_vae_score, im, im_from_mi, irs, irs_from_codes, mig, modularity,

@@ -113,24 +113,29 @@ def test_discriminator_tc_estimate_converges_to_a_known_tc():
     assert (logits[:, 0] - logits[:, 1]).mean().item() == pytest.approx(true_tc, abs=0.35)
 
 
-def test_factor_vae_discriminator_shape_and_optimizers():
-    from disentkit.train.module import VAEModule
+def test_factor_vae_discriminator_shape_and_phases():
+    """Two phases, two optimizers: the VAE's Adam has no discriminator weight; D's Adam has D's weights only,
+    with disc_lr and betas (0.5, 0.9)."""
+    from disentkit.train.members import Single
+    from disentkit.train.step import make_optimizers
 
     d = discriminator(10)
     linears = [m for m in d if isinstance(m, nn.Linear)]
     assert [m.out_features for m in linears] == [1000] * 6 + [2]
     assert sum(isinstance(m, nn.LeakyReLU) for m in d) == 6
     cfg = dict(model="factor_vae", architecture="locatello", channels=1, latent_dim=10, reconstruction="bernoulli",
-               hparams={"gamma": 5.0}, lr=1e-3, batch_size=8)
-    module = VAEModule(cfg)
-    assert module.automatic_optimization is False and module.steps_per_update == 2
-    vae_opt, d_opt = module.configure_optimizers()
+               hparams={"gamma": 5.0, "disc_lr": 1e-4, "disc_hidden": 1000, "disc_layers": 6,
+                        "permutation": "same_batch"}, lr=1e-3, batch_size=8, seed=0)
+    member = Single(cfg, torch.device("cpu"))
+    assert [ph.name for ph in member.objective.phases] == ["vae", "discriminator"]
+    vae_opt, d_opt = make_optimizers(member, cfg)
     vae_ids = {id(p) for g in vae_opt.param_groups for p in g["params"]}
-    assert vae_ids == {id(p) for p in module.vae.parameters()}          # no discriminator weight in it
+    assert vae_ids == {id(p) for p in member.vae.parameters()}          # no discriminator weight in it
     assert {id(p) for g in d_opt.param_groups for p in g["params"]} == \
-        {id(p) for p in module.objective.discriminator.parameters()}
+        {id(p) for p in member.objective.discriminator.parameters()}
     assert d_opt.param_groups[0]["lr"] == 1e-4 and d_opt.param_groups[0]["betas"] == (0.5, 0.9)
-    assert any(k.startswith("objective.discriminator.") for k in module.export_state())
+    assert vae_opt.param_groups[0]["lr"] == 1e-3 and vae_opt.param_groups[0]["betas"] == (0.9, 0.999)
+    assert any(k.startswith("objective.discriminator.") for k in member.member_state(0))
 
 
 # ----------------------------------------------------------------------------------- λβ-VAE

@@ -20,7 +20,7 @@ import torch
 from disentkit.data import get_dataset
 from disentkit.train import TrainConfig, fit, load_checkpoint
 from disentkit.train.checkpoint import read_checkpoint, save_checkpoint
-from disentkit.train.module import VAEModule
+from disentkit.train.members import Single, build_objective
 
 ENTANGLED = 5   # latents 0..4 start correlated
 
@@ -29,8 +29,7 @@ ENTANGLED = 5   # latents 0..4 start correlated
 def entangled_start(tmp_path_factory) -> Path:
     cfg = TrainConfig(latent_dim=10).to_dict()
     cfg.update(channels=1, num_images=737_280, hparams={"beta": 1.0})
-    torch.manual_seed(0)
-    module = VAEModule(cfg)
+    module = Single(cfg, torch.device("cpu"))
     x = get_dataset("dsprites_procedural").images_at(torch.randint(0, 737_280, (512,),
                                                                    generator=torch.Generator().manual_seed(0)))
     enc = module.vae.encoder
@@ -43,7 +42,7 @@ def entangled_start(tmp_path_factory) -> Path:
         enc.logvar.weight.mul_(0.01)
         enc.logvar.bias.fill_(-2.0)
     path = tmp_path_factory.mktemp("start") / "entangled.safetensors"
-    save_checkpoint(path, module.export_state(), cfg)
+    save_checkpoint(path, module.member_state(0), cfg)
     return path
 
 
@@ -171,13 +170,19 @@ def test_lambda_beta_vae_mse_falls_from_the_checkpoint(beta_vae_run, tmp_path):
     assert late(high, "train/mse") <= 1.01 * late(low, "train/mse")
 
 
-@pytest.mark.parametrize("val_fraction,expected", [(0.0, 737_280), (0.01, 737_280 - 7_373)])
-def test_beta_tcvae_n_is_the_number_of_training_images(val_fraction, expected):
-    """β-TCVAE's estimators count the images q(z) is built from: the validation split is left out."""
-    from disentkit.train.datamodule import split_indices
+@pytest.mark.parametrize("split,subsample,expected", [(None, 0, 737_280), ((0.99, 0.01, 0.0), 0, 737_280 - 7_373),
+                                                     ((0.8, 0.1, 0.1), 0, 737_280 - 2 * 73_728),
+                                                     ((0.8, 0.1, 0.1), 200_000, 160_000)])
+def test_beta_tcvae_n_is_the_number_of_training_images(split, subsample, expected):
+    """β-TCVAE's estimators count the images q(z) is built from: held-out splits and the images outside
+    --subsample are left out."""
+    from disentkit.train.data import plan_indices
 
-    cfg = TrainConfig(model="beta_tcvae", val_fraction=val_fraction).to_dict()
-    cfg.update(channels=1, num_images=737_280)
-    assert VAEModule(cfg).objective.dataset_size == expected
-    train, _ = split_indices(737_280, val_fraction, seed=0)
-    assert expected == (737_280 if train is None else len(train))
+    assert plan_indices(737_280, split or (1.0, 0.0, 0.0), subsample).num_train == expected
+
+
+def test_a_runs_n_reaches_its_objective(tmp_path):
+    run = fit(TrainConfig(model="beta_tcvae", steps=1, batch_size=8, latent_dim=2, split=[0.8, 0.1, 0.1],
+                          subsample=2000, out=str(tmp_path / "r"), threads=1, progress=False, val_batches=1))
+    _, config, _ = read_checkpoint(run / "model.safetensors")
+    assert config["num_train"] == 1600 and build_objective(config).dataset_size == 1600

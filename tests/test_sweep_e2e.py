@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from disentkit.sweep import load_sweep
-from disentkit.sweep.runner import DONE, load_sweep_dir
+from disentkit.sweep.folders import DONE, load_sweep_dir
 
 REPO = Path(__file__).resolve().parents[1]
 

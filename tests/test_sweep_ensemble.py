@@ -64,7 +64,8 @@ def test_what_can_be_fused():
     assert fusable([TrainConfig(**base), TrainConfig(**{**base, "seed": 3, "hparams": {"beta": 8.0}})]) is None
     assert "differ" in fusable([TrainConfig(**base), TrainConfig(**{**base, "lr": 1e-3})])
     assert "differ" in fusable([TrainConfig(**base), TrainConfig(**{**base, "steps": 5})])
-    assert "val-fraction" in fusable([TrainConfig(**{**base, "val_fraction": 0.1})])
+    val = {**base, "split": [0.8, 0.1, 0.1], "early_stopping_patience": 2}      # validation and early stopping fuse
+    assert fusable([TrainConfig(**val), TrainConfig(**{**val, "seed": 1})]) is None
     fvae = dict(out="-", model="factor_vae", hparams={"gamma": 10.0, "disc_lr": 1e-4})
     assert fusable([TrainConfig(**fvae), TrainConfig(**{**fvae, "hparams": {"gamma": 40.0, "disc_lr": 1e-4}})]) is None
     assert "differ" in fusable([TrainConfig(**fvae), TrainConfig(**{**fvae, "hparams": {"gamma": 10.0, "disc_lr": 1e-3}})])

@@ -7,7 +7,7 @@ import yaml
 
 from disentkit.errors import DisentkitError
 from disentkit.sweep import expand, load_sweep, validate_runs
-from disentkit.sweep.runner import prepare_sweep_dir
+from disentkit.sweep.folders import prepare_sweep_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEPS = sorted((REPO / "configs" / "sweeps").glob("*.yaml"))
@@ -160,7 +160,7 @@ def test_reference_grids():
 def test_eta_fits_fixed_and_per_step_cost():
     import time
 
-    from disentkit.sweep.runner import Progress, _fit_cost
+    from disentkit.sweep.progress import Progress, _fit_cost
 
     assert _fit_cost([(100, 110.0), (25, 35.0)]) == pytest.approx((10.0, 1.0))
     assert _fit_cost([(100, 50.0), (100, 70.0)]) == pytest.approx((0.0, 0.6))

@@ -45,17 +45,15 @@ def test_checkpoint_carries_every_hyperparameter(tiny_run):
 
 
 def test_init_from_loads_the_weights(tiny_run, tmp_path):
-    from disentkit.train.module import VAEModule
-    from disentkit.train.run import init_from_checkpoint
+    from disentkit.train.members import Single
+    from disentkit.train.run import read_init_from
 
     ck = load_checkpoint(tiny_run)
-    module = VAEModule({**ck.config, "out": str(tmp_path)})
-    init_from_checkpoint(module, tiny_run)
-    for k, v in module.vae.state_dict().items():
+    member = Single({**ck.config, "out": str(tmp_path)}, torch.device("cpu"), read_init_from(tiny_run, ck.config))
+    for k, v in member.vae.state_dict().items():
         assert torch.equal(v, ck.vae.state_dict()[k])
-    other = VAEModule({**ck.config, "latent_dim": 4})
     with pytest.raises(DisentkitError, match="latent_dim"):
-        init_from_checkpoint(other, tiny_run)
+        read_init_from(tiny_run, {**ck.config, "latent_dim": 4})
 
 
 def test_refuses_to_overwrite_a_run(tiny_run):
@@ -90,14 +88,17 @@ def test_validation_errors_name_the_flag():
         TrainConfig(model="nope").validate()
     with pytest.raises(DisentkitError, match="unknown dataset"):
         TrainConfig(dataset="nope").validate()
-    with pytest.raises(DisentkitError, match="unknown option.s. betta"):     # a YAML typo is not ignored
-        TrainConfig.from_dict({"betta": 4}).validate()
-    assert TrainConfig.from_dict({"gamma": 4}).validate().hparams == {"beta": 1.0}  # another model's flag
+    with pytest.raises(DisentkitError, match="--betta .betta. is neither a `disentkit train` option nor a "
+                                             "hyperparameter of any model; beta_vae takes: --beta"):
+        TrainConfig.from_dict({"betta": 4}).validate()     # a YAML typo is not ignored
+    with pytest.raises(DisentkitError, match="--gamma .gamma. is a hyperparameter of .*factor_vae.*, not of "
+                                             "beta_vae; beta_vae takes: --beta"):
+        TrainConfig.from_dict({"gamma": 4}).validate()     # nor another model's flag
 
 
 def test_progress_bar_updates_sparsely_in_log_files():
     """On a terminal the bar refreshes every few steps; into a log file about 20 times a run."""
-    from disentkit.train.run import progress_refresh_rate
+    from disentkit.train.session import progress_refresh_rate
 
     assert progress_refresh_rate(2000, 50, tty=True) == 25
     assert progress_refresh_rate(2000, 10, tty=True) == 10

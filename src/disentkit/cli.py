@@ -6,9 +6,7 @@ Every subcommand turns bad input into one line on stderr naming what is wrong an
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,65 +23,52 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-TRAIN_FLAGS: list[tuple[str, type, str]] = [
-    ("model", str, "objective to train: {models}"),
-    ("dataset", str, "factor dataset to train on (see `disentkit datasets list`)"),
-    ("seed", int, "random seed: weights, batches and noise; same seed gives identical losses on CPU"),
-    ("steps", int, "number of optimizer steps"),
-    ("batch-size", int, "images per step"),
-    ("lr", float, "Adam learning rate (betas 0.9, 0.999)"),
-    ("latent-dim", int, "number of latent dimensions"),
-    ("architecture", str, "encoder/decoder: locatello (disentanglement_lib) or burgess (4x4 kernels throughout)"),
-    ("reconstruction", str, "likelihood: bernoulli (sigmoid cross-entropy, default) or gaussian (squared error)"),
-    ("out", str, "run folder for config, logs and checkpoints"),
-    ("val-fraction", float, "fraction of images held out for validation; >0 enables best-checkpoint selection"),
-    ("val-every", int, "validate every N steps (with --val-fraction)"),
-    ("val-batches", int, "batches of the held-out split scored at each validation"),
-    ("log-every", int, "write logged values every N steps (fewer host syncs)"),
-    ("checkpoint-every", int, "write last.safetensors every N steps"),
-    ("device", str, "auto, cpu, cuda or cuda:N"),
-    ("threads", int, "CPU threads for torch (0 = one per core)"),
-    ("data-root", str, "folder holding real datasets (default: $DISENTKIT_DATA, else the user cache; "
-                       "procedural datasets need none)"),
-    ("init-from", str, "start from this checkpoint's weights (e.g. λβ-VAE from a β-VAE run)"),
-    ("eval-every", int, "compute --eval-metrics every N steps and log them (0 = off)"),
-    ("eval-metrics", str, "metrics computed during training with --eval-every, e.g. mig,irs"),
-    ("compile", str, "torch.compile the loss/forward/backward: off, default, reduce-overhead (CUDA graphs), "
-                     "max-autotune (for GPUs; on a CPU the eager step with --channels-last is as fast or faster)"),
-    ("precision", str, "32-true, bf16-mixed or 16-mixed (autocast)"),
-    ("ensemble-mode", str, "how --ensemble lists combine: product (every combination) or zip (element-wise)"),
-    ("ensemble-rng", str, "member (each member's random streams equal its single run's) or shared "
-                          "(one draw for all members: fewer kernel launches)"),
-    ("ensemble-impl", str, "auto (vmap on CUDA, loop on CPU), vmap (grouped kernels for all members) or loop"),
-]
+GROUPS = {"training": "training", "data": "data protocol (E1: --epochs 200 --split 0.8,0.1,0.1 "
+            "--early-stopping-patience 10)", "output": "run folder, logs and checkpoints",
+          "speed": "device and speed", "ensemble": "fused ensembles"}
+
+
+METAVARS = {"init_from": "CKPT", "split": "TRAIN,VAL,TEST", "data_root": "DIR", "out": "DIR", "steps": "N",
+            "epochs": "N", "subsample": "N", "val_every": "N", "val_batches": "N", "early_stopping_patience": "K",
+            "log_every": "N", "checkpoint_every": "N", "eval_every": "N", "threads": "N", "model": "NAME",
+            "dataset": "NAME"}
 
 
 def _add_train_parser(sub) -> None:
-    from .models import OBJECTIVES, all_hparams
-    from .train import TrainConfig
+    """``disentkit train``: one flag per :class:`TrainConfig` field (its help is the field's), one per model
+    hyperparameter, and --config / --print-config / --resume."""
+    import dataclasses
 
-    defaults = TrainConfig()
-    p = sub.add_parser("train", help="train one model", argument_default=argparse.SUPPRESS,
+    from .models import OBJECTIVES, all_hparams
+    from .train.config import FIELD_TYPES, TrainConfig
+
+    p = sub.add_parser("train", help="train one model (or a fused ensemble)", argument_default=argparse.SUPPRESS,
                        description="Train a VAE-family model on a factor dataset. Options come from "
                                    "defaults, then --config YAML, then flags given here.",
                        formatter_class=HelpFormatter)
-    p.add_argument("--config", help="YAML file of options (keys as the flags, e.g. batch_size: 64)")
+    p.add_argument("--config", help="YAML file of options (keys as the flags, e.g. batch_size: 64); a run's own "
+                                    "config.yaml reproduces it")
+    p.add_argument("--print-config", action="store_true", help="print the merged configuration as YAML and exit")
+    p.add_argument("--resume", metavar="RUN", help="continue the run (or ensemble) in this folder from its last "
+                                                   "training state; --steps/--epochs may be raised")
+    groups = {k: p.add_argument_group(v) for k, v in GROUPS.items()}
     models = ", ".join(sorted(OBJECTIVES))
-    for name, typ, text in TRAIN_FLAGS:
-        default = getattr(defaults, name.replace("-", "_"))
-        p.add_argument(f"--{name}", type=typ, help=f"{text.format(models=models)} (default: {default})")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
-    p.add_argument("--channels-last", action="store_true",
-                   help="NHWC memory format for the convolutions (1.1-1.5x a CPU training step here)")
-    p.add_argument("--cuda-graphs", action="store_true",
-                   help="capture forward, backward and a capturable Adam as one CUDA graph (CUDA only)")
-    p.add_argument("--ensemble", nargs="+", metavar="NAME=V1,V2",
-                   help="train a fused ensemble, one member per combination, e.g. --ensemble seed=0,1,2 beta=1,4,8; "
-                        "NAME is seed or a model hyperparameter; members are saved in <out>/mNN-.../")
+    for f in dataclasses.fields(TrainConfig):
+        if not f.metadata.get("cli", True):
+            continue
+        g = groups[f.metadata.get("group", "training")]
+        text = f.metadata["help"].format(models=models)
+        name = "--" + f.name.replace("_", "-")
+        if FIELD_TYPES[f.name] is bool:
+            g.add_argument(name, action=argparse.BooleanOptionalAction, help=f"{text} (default: {f.default})")
+        elif f.name == "ensemble":
+            g.add_argument(name, nargs="+", metavar="NAME=V1,V2", help=text)
+        else:
+            metavar = METAVARS.get(f.name, f.name.upper().split("_")[-1])
+            g.add_argument(name, metavar=metavar, help=text if f.default is None else f"{text} (default: {f.default})")
     g = p.add_argument_group("model hyperparameters (each applies to the models named)")
     for hp, users in all_hparams().values():
-        g.add_argument(hp.flag, type=hp.type, dest=hp.name, help=_hparam_help(hp.name, users))
+        g.add_argument(hp.flag, dest=hp.name, metavar=hp.name.upper(), help=_hparam_help(hp.name, users))
     p.set_defaults(func=cmd_train)
 
 
@@ -100,50 +85,38 @@ def _hparam_help(name: str, users: list[str]) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import TrainConfig, fit
+    from .train import TrainConfig
     from .train.config import load_yaml
 
-    given = {k: v for k, v in vars(args).items() if k not in ("func", "command", "config")}
+    given = {k: v for k, v in vars(args).items() if k not in ("func", "command", "config", "print_config", "resume")}
+    if getattr(args, "resume", None):
+        if getattr(args, "config", None):
+            raise DisentkitError("--resume continues a run from its own config.yaml; drop --config")
+        from .train.run import resume
+
+        resume(args.resume, setup=True, **given)
+        return 0
     merged: dict[str, Any] = load_yaml(args.config) if getattr(args, "config", None) else {}
     merged.update(given)
-    config = TrainConfig.from_dict(merged)
-    t0 = time.time()
-    run_dir = fit(config)
-    print(f"trained {config.model} for {config.steps} steps in {time.time() - t0:.0f}s -> {run_dir}")
+    config = TrainConfig.from_dict(merged).validate()
+    if getattr(args, "print_config", False):
+        print(config.to_yaml(), end="")
+        return 0
+    from .train import fit
+
+    fit(config, setup=True)
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .data import get_dataset
-    from .metrics import evaluate, representation_function, resolve_metrics
-    from .metrics.record import earlier_record, evaluation_context
-    from .train import load_checkpoint
-    from .train.run import setup_cpu
+    from .evaluate import evaluate_checkpoint
+    from .train.run import setup_process
 
-    setup_cpu(args.threads)
-    names = resolve_metrics(args.metrics)
-    ck = load_checkpoint(args.checkpoint, device=args.device)
-    dataset = get_dataset(args.dataset or ck.config["dataset"], data_root=args.data_root or ck.config.get("data_root"))
-    encode = representation_function(ck.vae, args.representation, seed=args.seed)
-    params = parse_sets(args.set or [])
-    results = evaluate(encode, dataset, names, seed=args.seed, params=params)
-    out = Path(args.out) if args.out else ck.path.parent / "metrics.json"
-    context = evaluation_context(ck.path, ck.config["model"], dataset, args.seed, args.representation)
-    record = earlier_record(out, context)
-    record.update(context)
-    record.setdefault("results", {}).update(results)
-    if args.baseline:
-        import torch
-
-        from .train.checkpoint import build_vae
-
-        torch.manual_seed(ck.config["seed"])  # the same initialisation the run started from
-        fresh = build_vae(ck.config).to(args.device).eval()
-        record.setdefault("untrained", {}).update(
-            evaluate(representation_function(fresh, args.representation, args.seed), dataset, names, args.seed,
-                     params))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1))
+    setup_process(args.threads)
+    record, out = evaluate_checkpoint(args.checkpoint, args.metrics, dataset=args.dataset, data_root=args.data_root,
+                                      seed=args.seed, representation=args.representation,
+                                      params=parse_sets(args.set or []), device=args.device, baseline=args.baseline,
+                                      out=args.out)
     print(format_table(record))
     print(f"wrote {out}")
     return 0
@@ -181,7 +154,7 @@ def format_table(record: dict) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .sweep.runner import is_sweep_dir
+    from .sweep.folders import is_sweep_dir
     from .viz import write_report
 
     sweep = args.sweep or (args.checkpoint if args.checkpoint and is_sweep_dir(args.checkpoint) else None)
@@ -311,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--representation", default="mean", help="mean (dlib default) or sampled")
     p.add_argument("--out", help="metrics JSON to write (default: metrics.json beside the checkpoint)")
     p.add_argument("--baseline", action="store_true", help="also score the same model untrained (its initial weights)")
-    p.add_argument("--device", default="cpu", help="device to encode on")
+    p.add_argument("--device", default="cpu", help="device to encode on: cpu, cuda, cuda:N or auto")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = one per core)")
     p.add_argument("--set", action="append", metavar="METRIC.PARAM=VALUE",
                    help="override a metric parameter (repeatable), e.g. --set dci.num_train=2000 "

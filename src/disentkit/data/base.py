@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
+
+from ..registry import Registry
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,29 @@ class FactorDataset:
         """Move any image storage to ``device`` (no-op for datasets rendered on demand)."""
         return self
 
+    # ----------------------------------------------------------------- device placement
+    def placement_bytes(self) -> int:
+        """Bytes the whole dataset takes once held on a device (0: nothing to place, e.g. already there)."""
+        return 0
+
+    def hold_on(self, device: torch.device) -> None:
+        """Hold every image on ``device`` (render or copy them there): :meth:`place`'s action."""
+
+    def place(self, device: str | torch.device, free_bytes: int | None = None, max_fraction: float = 0.5) -> bool:
+        """Hold the images on ``device`` when they take at most ``max_fraction`` of its free memory
+        (``free_bytes``, default: what CUDA reports), so that batches are gathered there by index; returns
+        whether it did. On a CPU nothing moves (batches are rendered or read from a memory map as needed)."""
+        device = torch.device(device)
+        need = self.placement_bytes()
+        if device.type == "cpu" or need == 0:
+            return False
+        if free_bytes is None:
+            free_bytes = torch.cuda.mem_get_info(device)[0]
+        if need > max_fraction * free_bytes:
+            return False
+        self.hold_on(device)
+        return True
+
     def describe(self) -> dict:
         return {
             "name": self.name,
@@ -180,6 +205,13 @@ class ArrayFactorDataset(FactorDataset):
         batch = batch.unsqueeze(1) if batch.ndim == 3 else batch.permute(0, 3, 1, 2)
         return batch.float().mul_(self.scale)
 
+    def placement_bytes(self) -> int:
+        on_device = isinstance(self.images, torch.Tensor) and self.images.device.type != "cpu"
+        return 0 if on_device else int(np.prod(self.images.shape)) * np.dtype(np.uint8).itemsize
+
+    def hold_on(self, device: torch.device) -> None:
+        self.to(device)
+
     def to(self, device: str | torch.device) -> "ArrayFactorDataset":
         """Hold the images on ``device`` (e.g. the GPU when they fit); returns self.
 
@@ -195,3 +227,18 @@ class ArrayFactorDataset(FactorDataset):
             out[start:start + step] = torch.from_numpy(np.array(self.images[start:start + step], dtype=np.uint8))
         self.images = out
         return self
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A registered dataset: how to build it, a one-line description, and whether it needs files."""
+
+    name: str
+    build: Callable[..., FactorDataset]
+    description: str
+    procedural: bool = False
+
+
+#: every dataset by name; each registers itself in its own module (procedural renderers, and real
+#: datasets through their converters, :func:`disentkit.data.cache.register_converter`)
+DATASETS: Registry[DatasetEntry] = Registry("dataset", "(see `disentkit datasets list`)")

@@ -24,7 +24,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..errors import DisentkitError
-from .base import ArrayFactorDataset, Factor
+from .base import DATASETS, ArrayFactorDataset, DatasetEntry, Factor
 from .registry import SOURCES, DatasetSource
 
 CACHE_VERSION = 1
@@ -214,11 +214,21 @@ CONVERTERS: dict[str, Converter] = {}
 
 
 def register_converter(*names: str) -> Callable[[Converter], Converter]:
+    """Decorator of a real dataset's converter: registers the converter and the datasets it makes
+    (``get_dataset(name)`` loads the converted cache, converting the verified files once)."""
     def deco(fn: Converter) -> Converter:
         for n in names:
             CONVERTERS[n] = fn
+            DATASETS.register(DatasetEntry(n, _real(n), SOURCES[n].description))
         return fn
     return deco
+
+
+def _real(name: str) -> Callable[..., ArrayFactorDataset]:
+    def build(data_root: str | Path | None = None, device=None) -> ArrayFactorDataset:
+        return load_real(name, data_root, device=device)
+    build.__name__ = f"load_{name}"
+    return build
 
 
 def iter_chunks(n: int, chunk: int) -> Iterator[slice]:

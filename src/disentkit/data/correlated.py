@@ -56,6 +56,7 @@ class CorrelatedFactors(FactorDataset):
         self.observation_shape = base.observation_shape
         self.joint = pair_joint(base.factor_sizes[self.pair[0]], base.factor_sizes[self.pair[1]], self.sigma)
         self._cdf_cache: tuple[int, torch.Tensor] | None = None
+        self._joint_tensors: dict[torch.device, torch.Tensor] = {}
 
     # images come from the base dataset
     def _gather(self, index: torch.Tensor) -> torch.Tensor:
@@ -64,6 +65,12 @@ class CorrelatedFactors(FactorDataset):
     def to(self, device) -> "CorrelatedFactors":
         self.base.to(device)
         return self
+
+    def placement_bytes(self) -> int:
+        return self.base.placement_bytes()
+
+    def hold_on(self, device: torch.device) -> None:
+        self.base.hold_on(device)
 
     def describe(self) -> dict:
         d = super().describe()
@@ -88,12 +95,19 @@ class CorrelatedFactors(FactorDataset):
         out[:, self.pair[0]], out[:, self.pair[1]] = flat // n2, flat % n2
         return out
 
+    def _joint_on(self, device: torch.device) -> torch.Tensor:
+        """The flattened joint as a float64 tensor on ``device``, copied there once (not every batch)."""
+        cached = self._joint_tensors.get(device)
+        if cached is None:
+            cached = self._joint_tensors[device] = torch.as_tensor(self.joint.ravel(), dtype=torch.float64).to(device)
+        return cached
+
     def sample_training_indices(self, n: int, generator: torch.Generator,
                                 indices: torch.Tensor | None = None) -> torch.Tensor:
         """Training batch indices drawn from the correlated joint (restricted to ``indices`` if given)."""
         device = generator.device
         if indices is None:
-            joint = torch.as_tensor(self.joint.ravel(), device=device, dtype=torch.float64)
+            joint = self._joint_on(device)
             pair = torch.multinomial(joint, n, replacement=True, generator=generator)
             sizes = self.factor_sizes
             factors = torch.stack([torch.randint(0, s, (n,), generator=generator, device=device) for s in sizes], 1)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import Factor, FactorDataset
+from .base import DATASETS, DatasetEntry, Factor, FactorDataset
 
 SIZE = 64
 SKY = (153 / 255, 226 / 255, 249 / 255)
@@ -332,6 +332,21 @@ class Shapes3DProcedural(FactorDataset):
         if self.images is not None:
             self.images = self.images.to(device)
         return self
+
+    def placement_bytes(self) -> int:
+        """Every image as uint8 (480,000 × 64 × 64 × 3 = 5.9 GB)."""
+        on_device = self.images is not None and self.images.device.type != "cpu"
+        return 0 if on_device else self.num_images * SIZE * SIZE * 3
+
+    def hold_on(self, device: torch.device) -> None:
+        if self.images is not None:
+            self.to(device)
+        else:
+            self.materialize(device)
+
+
+DATASETS.register(DatasetEntry("shapes3d_procedural", Shapes3DProcedural, "3D Shapes factor grid (480,000 RGB "
+                               "64x64 images) from a torch ray caster; no download", procedural=True))
 
 
 def best_matches(ds: Shapes3DProcedural, panels: np.ndarray) -> tuple[np.ndarray, list[float]]:

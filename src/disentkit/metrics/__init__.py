@@ -8,46 +8,34 @@ elsewhere can be scored: ``disentkit.metrics.mig(my_encode, get_dataset("dsprite
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
-from ..errors import DisentkitError
-from . import beta_vae_score as _beta_vae_score
-from . import dci as _dci
-from . import factor_vae_score as _factor_vae_score
-from . import im as _im
-from . import irs as _irs
-from . import mig as _mig
-from . import modularity as _modularity
-from . import sap as _sap
-from . import unsupervised as _unsupervised
-from .beta_vae_score import beta_vae_score
-from .dci import completeness, dci, dci_from_codes, disentanglement
-from .factor_vae_score import factor_vae_from_codes, factor_vae_score
-from .im import im, im_from_codes, im_from_mi
-from .irs import irs, irs_from_codes
-from .mig import mig, mig_from_codes
-from .modularity import modularity, modularity_from_codes, modularity_from_mi
-from .sap import sap, sap_from_codes
-from .unsupervised import unsupervised, unsupervised_from_codes
-from .utils import (CodeSource, EncodeFn, MetricSpec, generate_batch_factor_code, representation_function,
+from ..registry import import_all
+from .utils import (METRICS, CodeSource, EncodeFn, MetricSpec, generate_batch_factor_code, representation_function,
                     run_metrics)
 
-_MODULES = (_mig, _im, _sap, _dci, _factor_vae_score, _beta_vae_score, _modularity, _irs, _unsupervised)
-#: name -> the metric's specification (sampler, scorer, defaults, paper)
-SPECS: dict[str, MetricSpec] = {m.SPEC.name: m.SPEC for m in _MODULES}
-METRICS: dict[str, Callable[..., dict]] = {
-    "mig": mig, "im": im, "sap": sap, "dci": dci, "factor_vae_score": factor_vae_score,
-    "beta_vae_score": beta_vae_score, "modularity": modularity, "irs": irs, "unsupervised": unsupervised,
-}
+import_all(__name__, __path__, skip=lambda name: name in ("utils", "record"))
+
+from .beta_vae_score import beta_vae_score  # noqa: E402  (the API's names; registration happened above)
+from .dci import completeness, dci, dci_from_codes, disentanglement  # noqa: E402
+from .factor_vae_score import factor_vae_from_codes, factor_vae_score  # noqa: E402
+from .im import im, im_from_codes, im_from_mi  # noqa: E402
+from .irs import irs, irs_from_codes  # noqa: E402
+from .mig import mig, mig_from_codes  # noqa: E402
+from .modularity import modularity, modularity_from_codes, modularity_from_mi  # noqa: E402
+from .sap import sap, sap_from_codes  # noqa: E402
+from .unsupervised import unsupervised, unsupervised_from_codes  # noqa: E402
+
+#: name -> the metric's specification (sampler, scorer, defaults, paper); the same registry as METRICS
+SPECS = METRICS
 
 
 def resolve_metrics(spec: str | list[str]) -> list[str]:
     """'mig,sap' or 'all' -> a list of registered metric names (unknown names are an error)."""
     names = list(METRICS) if spec in ("all", ["all"]) else (spec.split(",") if isinstance(spec, str) else spec)
     names = [n.strip() for n in names if n.strip()]
-    unknown = [n for n in names if n not in METRICS]
-    if unknown:
-        raise DisentkitError(f"unknown metric(s) {', '.join(unknown)}; choose from: {', '.join(METRICS)} or 'all'")
+    for n in names:
+        METRICS[n]  # an unknown name is a one-line error naming the choices
     return names
 
 
@@ -65,8 +53,8 @@ def evaluate(encode_fn: EncodeFn, dataset, metrics: str | list[str] = "mig", see
     return run_metrics([SPECS[n] for n in names], encode_fn, dataset, seed, params)
 
 
-__all__ = ["CodeSource", "METRICS", "SPECS", "EncodeFn", "beta_vae_score", "completeness", "dci", "dci_from_codes",
-           "disentanglement", "evaluate", "factor_vae_from_codes", "factor_vae_score", "generate_batch_factor_code",
+__all__ = ["CodeSource", "METRICS", "MetricSpec", "SPECS", "EncodeFn", "beta_vae_score", "completeness", "dci",
+           "dci_from_codes", "disentanglement", "evaluate", "factor_vae_from_codes", "factor_vae_score", "generate_batch_factor_code",
            "im", "im_from_codes", "im_from_mi", "irs", "irs_from_codes", "mig", "mig_from_codes", "modularity",
            "modularity_from_codes", "modularity_from_mi", "representation_function", "resolve_metrics", "sap",
            "sap_from_codes", "unsupervised", "unsupervised_from_codes"]

@@ -18,7 +18,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from ..data import FactorDataset
-from .utils import EncodeFn, MetricSpec, logistic_regression, run_metric
+from .utils import METRICS, EncodeFn, MetricSpec, logistic_regression, run_metric
 
 
 def _sample_points(dataset: FactorDataset, rng: np.random.Generator, num_points: int, batch_size: int,
@@ -59,10 +59,10 @@ def _score(codes: dict, factors: dict, dataset: FactorDataset, seed: int, solver
     return beta_vae_from_features(train_x, factors["_train_y"], eval_x, factors["_eval_y"], solver, seed)
 
 
-SPEC = MetricSpec("beta_vae_score", _sample, _score,
+SPEC = METRICS.register(MetricSpec("beta_vae_score", _sample, _score,
                   {"num_train": 10_000, "num_eval": 5_000, "batch_size": 64, "solver": "liblinear"},
                   paper="Higgins et al. 2017, β-VAE: Learning Basic Visual Concepts with a Constrained "
-                        "Variational Framework")
+                        "Variational Framework"))
 
 
 def beta_vae_score(encode_fn: EncodeFn, dataset: FactorDataset, seed: int = 0, **params) -> dict:

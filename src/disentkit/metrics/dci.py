@@ -18,7 +18,7 @@ from sklearn.ensemble import GradientBoostingClassifier
 
 from ..data import FactorDataset
 from ..errors import DisentkitError
-from .utils import EncodeFn, MetricSpec, run_metric
+from .utils import METRICS, EncodeFn, MetricSpec, run_metric
 
 
 def disentanglement(importance: np.ndarray) -> float:
@@ -92,10 +92,10 @@ def _score(codes: dict, factors: dict, dataset: FactorDataset, seed: int, backen
     return out
 
 
-SPEC = MetricSpec("dci", _sample, _score,
+SPEC = METRICS.register(MetricSpec("dci", _sample, _score,
                   {"num_train": 10_000, "num_test": 5_000, "backend": "sklearn", "n_estimators": 100, "n_jobs": 2},
                   paper="Eastwood & Williams 2018, A Framework for the Quantitative Evaluation of "
-                        "Disentangled Representations", runtime_params=("n_jobs",))
+                        "Disentangled Representations", runtime_params=("n_jobs",)))
 
 
 def dci(encode_fn: EncodeFn, dataset: FactorDataset, seed: int = 0, **params) -> dict:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data import FactorDataset
-from .utils import EncodeFn, MetricSpec, run_metric, sample_grouped
+from .utils import METRICS, EncodeFn, MetricSpec, run_metric, sample_grouped
 
 
 def votes_from_codes(fixed: np.ndarray, group_codes: np.ndarray, global_var: np.ndarray, active: np.ndarray,
@@ -62,10 +62,10 @@ def _score(codes: dict, factors: dict, dataset: FactorDataset, prune_threshold: 
                                  factors["_eval_fixed"], codes["eval"], dataset.num_factors, prune_threshold)
 
 
-SPEC = MetricSpec("factor_vae_score", _sample, _score,
+SPEC = METRICS.register(MetricSpec("factor_vae_score", _sample, _score,
                   {"num_variance_estimate": 10_000, "num_train": 10_000, "num_eval": 5_000, "batch_size": 64,
                    "prune_threshold": 0.05},
-                  paper="Kim & Mnih 2018, Disentangling by Factorising")
+                  paper="Kim & Mnih 2018, Disentangling by Factorising"))
 
 
 def factor_vae_score(encode_fn: EncodeFn, dataset: FactorDataset, seed: int = 0, **params) -> dict:

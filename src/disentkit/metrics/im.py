@@ -13,7 +13,7 @@ from scipy.optimize import linear_sum_assignment
 
 from ..data import FactorDataset
 from .mig import _sample
-from .utils import EncodeFn, MetricSpec, discrete_entropy, discrete_mutual_info, histogram_discretize, run_metric
+from .utils import METRICS, EncodeFn, MetricSpec, discrete_entropy, discrete_mutual_info, histogram_discretize, run_metric
 
 
 def im_from_mi(mi: np.ndarray, entropy: np.ndarray) -> dict:
@@ -38,8 +38,8 @@ def _score(codes: dict, factors: dict, dataset: FactorDataset, num_bins: int, **
     return out
 
 
-SPEC = MetricSpec("im", _sample, _score, {"num_train": 10_000, "num_bins": 20},
-                  paper="MI of the Hungarian latent↔factor matching (E2)")
+SPEC = METRICS.register(MetricSpec("im", _sample, _score, {"num_train": 10_000, "num_bins": 20},
+                  paper="MI of the Hungarian latent↔factor matching (E2)"))
 
 
 def im(encode_fn: EncodeFn, dataset: FactorDataset, seed: int = 0, **params) -> dict:

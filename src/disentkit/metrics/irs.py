@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data import FactorDataset
-from .utils import EncodeFn, MetricSpec, histogram_discretize, run_metric
+from .utils import METRICS, EncodeFn, MetricSpec, histogram_discretize, run_metric
 
 
 def irs_matrix(factors: np.ndarray, codes: np.ndarray, diff_quantile: float = 0.99) -> tuple[np.ndarray, np.ndarray]:
@@ -52,8 +52,8 @@ def _score(codes: dict, factors: dict, dataset: FactorDataset, diff_quantile: fl
     return irs_from_codes(codes["train"], factors["train"], diff_quantile, num_bins)
 
 
-SPEC = MetricSpec("irs", _sample, _score, {"num_train": 10_000, "diff_quantile": 0.99, "num_bins": 20},
-                  paper="Suter et al. 2019, Robustly Disentangled Causal Mechanisms")
+SPEC = METRICS.register(MetricSpec("irs", _sample, _score, {"num_train": 10_000, "diff_quantile": 0.99, "num_bins": 20},
+                  paper="Suter et al. 2019, Robustly Disentangled Causal Mechanisms"))
 
 
 def irs(encode_fn: EncodeFn, dataset: FactorDataset, seed: int = 0, **params) -> dict:

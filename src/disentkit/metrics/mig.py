@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data import FactorDataset
-from .utils import (EncodeFn, MetricSpec, discrete_entropy, discrete_mutual_info, histogram_discretize,
+from .utils import (METRICS, EncodeFn, MetricSpec, discrete_entropy, discrete_mutual_info, histogram_discretize,
                     run_metric)
 
 
@@ -37,8 +37,8 @@ def _score(codes: dict, factors: dict, dataset: FactorDataset, num_bins: int, **
     return out
 
 
-SPEC = MetricSpec("mig", _sample, _score, {"num_train": 10_000, "num_bins": 20},
-                  paper="Chen et al. 2018, Isolating Sources of Disentanglement in VAEs")
+SPEC = METRICS.register(MetricSpec("mig", _sample, _score, {"num_train": 10_000, "num_bins": 20},
+                  paper="Chen et al. 2018, Isolating Sources of Disentanglement in VAEs"))
 
 
 def mig(encode_fn: EncodeFn, dataset: FactorDataset, seed: int = 0, **params) -> dict:

@@ -16,7 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import roc_auc_score
 
 from ..data import FactorDataset
-from .utils import (EncodeFn, MetricSpec, discrete_mutual_info, histogram_discretize, logistic_regression,
+from .utils import (METRICS, EncodeFn, MetricSpec, discrete_mutual_info, histogram_discretize, logistic_regression,
                     normalize_data, run_metric)
 
 
@@ -84,9 +84,9 @@ def _score(codes: dict, factors: dict, dataset: FactorDataset, seed: int, num_bi
     return out
 
 
-SPEC = MetricSpec("modularity", _sample, _score,
+SPEC = METRICS.register(MetricSpec("modularity", _sample, _score,
                   {"num_train": 10_000, "num_test": 5_000, "num_bins": 20, "solver": "liblinear"},
-                  paper="Ridgeway & Zemel 2018, Learning Deep Disentangled Embeddings with the F-Statistic Loss")
+                  paper="Ridgeway & Zemel 2018, Learning Deep Disentangled Embeddings with the F-Statistic Loss"))
 
 
 def modularity(encode_fn: EncodeFn, dataset: FactorDataset, seed: int = 0, **params) -> dict:

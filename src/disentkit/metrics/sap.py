@@ -16,7 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
 
 from ..data import FactorDataset
-from .utils import EncodeFn, MetricSpec, avg_diff_top_two, run_metric, top_two_gaps
+from .utils import METRICS, EncodeFn, MetricSpec, avg_diff_top_two, run_metric, top_two_gaps
 
 
 def _latent_scores(z: np.ndarray, ys: np.ndarray, z_test: np.ndarray, ys_test: np.ndarray) -> np.ndarray:
@@ -73,10 +73,10 @@ def _score(codes: dict, factors: dict, dataset: FactorDataset, continuous_factor
     return out
 
 
-SPEC = MetricSpec("sap", _sample, _score,
+SPEC = METRICS.register(MetricSpec("sap", _sample, _score,
                   {"num_train": 10_000, "num_test": 5_000, "continuous_factors": False, "n_jobs": 2},
                   paper="Kumar et al. 2018, Variational Inference of Disentangled Latent Concepts (DIP-VAE)",
-                  runtime_params=("n_jobs",))
+                  runtime_params=("n_jobs",)))
 
 
 def sap(encode_fn: EncodeFn, dataset: FactorDataset, seed: int = 0, **params) -> dict:

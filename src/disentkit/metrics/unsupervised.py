@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data import FactorDataset
-from .utils import EncodeFn, MetricSpec, discrete_mutual_info, histogram_discretize, run_metric
+from .utils import METRICS, EncodeFn, MetricSpec, discrete_mutual_info, histogram_discretize, run_metric
 
 
 def gaussian_total_correlation(cov: np.ndarray) -> float:
@@ -59,8 +59,8 @@ def _score(codes: dict, factors: dict, dataset: FactorDataset, num_bins: int, **
     return unsupervised_from_codes(codes["train"], num_bins)
 
 
-SPEC = MetricSpec("unsupervised", _sample, _score, {"num_train": 10_000, "num_bins": 20},
-                  paper="Locatello et al. 2019, Challenging Common Assumptions ... (Sec. 4)")
+SPEC = METRICS.register(MetricSpec("unsupervised", _sample, _score, {"num_train": 10_000, "num_bins": 20},
+                  paper="Locatello et al. 2019, Challenging Common Assumptions ... (Sec. 4)"))
 
 
 def unsupervised(encode_fn: EncodeFn, dataset: FactorDataset, seed: int = 0, **params) -> dict:

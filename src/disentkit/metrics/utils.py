@@ -16,6 +16,7 @@ import torch
 
 from ..data import FactorDataset
 from ..errors import DisentkitError
+from ..registry import Registry
 
 EncodeFn = Callable[[torch.Tensor], "torch.Tensor | np.ndarray"]
 
@@ -224,6 +225,14 @@ class MetricSpec:
     paper: str = ""
     #: parameters that only change how it runs (n_jobs), left out of the recorded ``params``
     runtime_params: tuple[str, ...] = field(default=())
+
+    def __call__(self, encode_fn: EncodeFn, dataset: FactorDataset, seed: int = 0, **params) -> dict:
+        """The metric of one encoder on one dataset (same seed, same value)."""
+        return run_metric(self, encode_fn, dataset, seed, **params)
+
+
+#: every metric by name; each metric file registers its :class:`MetricSpec` (``METRICS.register(SPEC)``)
+METRICS: Registry[MetricSpec] = Registry("metric", "or 'all'")
 
 
 def check_params(spec: MetricSpec, params: dict[str, Any]) -> dict[str, Any]:

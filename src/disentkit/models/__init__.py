@@ -1,18 +1,16 @@
-"""Models: encoder/decoder architectures and one objective per file, registered by name."""
+"""Models: encoder/decoder architectures and one objective per file, each registering itself by name."""
 
 from __future__ import annotations
 
-from ..errors import DisentkitError
-from . import beta_vae  # noqa: F401  (registers its objective)
-from . import (adaptive_beta_vae, annealed_vae, beta_tcvae, dip_vae, factor_vae,  # noqa: F401
-               lambda_beta_vae, learnable_beta_vae)
+from ..registry import import_all
 from .architectures import ARCHITECTURES
-from .base import OBJECTIVES, GaussianVAE, HParam, LossTerms, Objective, VAEOutput, register
+from .base import OBJECTIVES, Draw, GaussianVAE, HParam, LossTerms, Objective, Phase, PhaseOut, VAEOutput, register
+
+import_all(__name__, __path__, skip=lambda name: name in ("architectures", "base", "layers"))
 
 
 def get_objective(name: str) -> type[Objective]:
-    if name not in OBJECTIVES:
-        raise DisentkitError(f"unknown model '{name}'; choose one of: {', '.join(sorted(OBJECTIVES))}")
+    """The objective class registered as ``name`` (an unknown name is a one-line error naming the choices)."""
     return OBJECTIVES[name]
 
 
@@ -25,5 +23,5 @@ def all_hparams() -> dict[str, tuple[HParam, list[str]]]:
     return out
 
 
-__all__ = ["ARCHITECTURES", "OBJECTIVES", "GaussianVAE", "HParam", "LossTerms", "Objective", "VAEOutput",
-           "all_hparams", "get_objective", "register"]
+__all__ = ["ARCHITECTURES", "OBJECTIVES", "Draw", "GaussianVAE", "HParam", "LossTerms", "Objective", "Phase",
+           "PhaseOut", "VAEOutput", "all_hparams", "get_objective", "register"]

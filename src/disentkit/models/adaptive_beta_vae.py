@@ -66,18 +66,19 @@ class AdaptiveBetaVAE(Objective):
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 
     @torch.no_grad()
-    def update(self, out: VAEOutput, step: int) -> None:
-        """Fold this batch's covariance of q(z) into the running estimate and recompute the β_j."""
+    def update(self, out: VAEOutput, step: torch.Tensor) -> None:
+        """Fold this batch's covariance of q(z) into the running estimate and recompute the β_j. Tensor
+        operations only (no ``int()`` of a device value): a captured step replays it as it is."""
         cov = batch_covariance(out.mu) + torch.diag(out.logvar.exp().mean(0))
-        m = self.cov_momentum if int(self.updates) > 0 else 0.0
+        m = (self.updates > 0).double() * self.cov_momentum  # 0 at the first update; in double, as a float would be
         self.cov_ema.mul_(m).add_((1 - m) * cov)
         self.updates += 1
         betas, score = adaptive_betas(self.cov_ema, self.beta, self.kappa, self.tau)
         self.entanglement.copy_(score)
-        if step >= self.beta_warmup:
-            self.betas.copy_(betas)
+        warm = torch.as_tensor(step, device=betas.device) >= self.beta_warmup
+        self.betas.copy_(torch.where(warm, betas, self.betas))
 
-    def loss(self, out: VAEOutput, x: torch.Tensor, step: int) -> LossTerms:
+    def loss(self, out: VAEOutput, x: torch.Tensor, step: torch.Tensor) -> LossTerms:
         rec, kl, logs = self.base_terms(out, x)
         if self.training:
             self.update(out, step)

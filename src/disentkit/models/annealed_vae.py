@@ -12,10 +12,15 @@ import torch
 from .base import HParam, LossTerms, Objective, VAEOutput, register
 
 
-def capacity(step: int, c_max, anneal_steps: int):
-    """C at a given number of VAE updates: linear from 0 to c_max, then constant. Written as
-    c_max · min(1, step / anneal_steps) so that c_max may be a per-member tensor (fused ensembles)."""
-    return c_max * (1.0 if anneal_steps <= 0 else min(1.0, step / anneal_steps))
+def capacity(step: torch.Tensor | int, c_max, anneal_steps: int):
+    """C at a given number of VAE updates: linear from 0 to c_max, then constant, as c_max · min(1,
+    step / anneal_steps). With ``step`` a device tensor (training) it is tensor arithmetic only, no host
+    copy or sync (a CUDA graph replays it); c_max may be a per-member tensor (fused ensembles)."""
+    if anneal_steps <= 0:
+        return c_max * torch.ones_like(step, dtype=torch.float32) if isinstance(step, torch.Tensor) else c_max * 1.0
+    if isinstance(step, torch.Tensor):
+        return c_max * (step / anneal_steps).clamp(max=1.0)
+    return c_max * min(1.0, step / anneal_steps)
 
 
 @register
@@ -29,10 +34,9 @@ class AnnealedVAE(Objective):
                type=int, min=0),
     )
 
-    def loss(self, out: VAEOutput, x: torch.Tensor, step: int) -> LossTerms:
+    def loss(self, out: VAEOutput, x: torch.Tensor, step: torch.Tensor) -> LossTerms:
         rec, kl, logs = self.base_terms(out, x)
-        c = capacity(step, self.c_max, self.anneal_steps)
-        c = c if isinstance(c, torch.Tensor) else kl.new_tensor(c)
+        c = capacity(torch.as_tensor(step, device=kl.device), self.c_max, self.anneal_steps)
         penalty = self.gamma * (kl - c).abs()
         loss = rec + penalty
         return LossTerms(loss, {"loss": loss, **logs, "capacity": c, "capacity_penalty": penalty})

@@ -3,19 +3,22 @@
 
 An objective file (``beta_vae.py``, ``factor_vae.py``, …) subclasses :class:`Objective`, declares its
 hyperparameters as :class:`HParam` entries, and implements :meth:`Objective.loss`. Registration is
-one decorator, :func:`register`.
+one decorator, :func:`register`. An objective never drives the trainer: it declares its update
+*phases* (:class:`Phase`: which weights, which optimizer, which loss) and the random *draws* a step
+needs (:class:`Draw`), and ``train/step.py`` runs them over one or many members.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..registry import Registry
 from .architectures import ARCHITECTURES
 
 
@@ -37,9 +40,10 @@ class GaussianVAE(nn.Module):
         self.encoder, self.decoder = ARCHITECTURES[architecture](channels, latent_dim)
         self.latent_dim = latent_dim
 
-    def forward(self, x: torch.Tensor) -> VAEOutput:
+    def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> VAEOutput:
+        """Encode, sample z = μ + σ·ε (``eps`` given by the trainer, else drawn here), decode."""
         mu, logvar = self.encoder(x)
-        z = reparameterize(mu, logvar)
+        z = reparameterize(mu, logvar) if eps is None else mu + torch.exp(0.5 * logvar) * eps
         return VAEOutput(mu, logvar, z, self.decoder(z))
 
     @torch.no_grad()
@@ -112,6 +116,45 @@ class LossTerms:
     logs: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Phase:
+    """One update of a training step: ``method`` of the objective computes a loss, whose gradient one
+    optimizer applies to the weights this phase trains.
+
+    ``trains_vae``: the VAE's weights; ``params``: prefixes of the objective's own parameter names (None:
+    every one that no other phase claims, e.g. L-VAE's learnable σ's). The optimizer is Adam with ``betas``
+    and the run's ``--lr``, or the hyperparameter named by ``lr`` (FactorVAE's ``disc_lr``).
+    """
+
+    name: str = "vae"
+    method: str = "vae_phase"
+    trains_vae: bool = True
+    params: tuple[str, ...] | None = None
+    lr: str | None = None
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+@dataclass(frozen=True)
+class Draw:
+    """A random tensor a training step needs: ``kind`` normal or uniform, of ``shape`` (per member).
+    The trainer draws them in the listed order from each member's own generator."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+
+
+class PhaseOut(NamedTuple):
+    """What a phase returns: its loss (scalar), the values it logs, and tensors for later phases."""
+
+    loss: torch.Tensor
+    logs: dict[str, torch.Tensor]
+    carry: dict[str, torch.Tensor]
+
+
+VAEFn = Callable[[torch.Tensor, torch.Tensor], VAEOutput]
+
+
 class Objective(nn.Module):
     """Base class of a training objective; subclasses set the class variables and :meth:`loss`."""
 
@@ -137,35 +180,31 @@ class Objective(nn.Module):
         logs.update({f"kl_dim/{i}": k for i, k in enumerate(kl_dim)})
         return rec, kl, logs
 
-    def loss(self, out: VAEOutput, x: torch.Tensor, step: int) -> LossTerms:
+    def loss(self, out: VAEOutput, x: torch.Tensor, step: torch.Tensor) -> LossTerms:
+        """The objective's loss of one forward pass. ``step`` (VAE updates so far) is a 0-dim tensor on
+        the device: read it with tensor operations only, never ``int(step)``, so that a captured step
+        (CUDA graph, ``torch.compile``) sees its current value."""
         raise NotImplementedError
 
-    # Hooks for objectives that own parameters or optimizers of their own (defaults: none extra).
-    manual_optimization: ClassVar[bool] = False
+    #: the updates of one training step, in order (default: the VAE and the objective's own weights
+    #: minimising :meth:`loss`)
+    phases: ClassVar[tuple[Phase, ...]] = (Phase(),)
 
-    def vae_parameters(self):
-        """Objective parameters trained by the VAE's Adam (e.g. a learnable β); default: all of them."""
-        return self.parameters()
+    def draws(self, batch_size: int) -> list[Draw]:
+        """The random draws of one training step (default: the reparameterization noise ``eps``)."""
+        return [Draw("eps", "normal", (batch_size, int(self.latent_dim or 10)))]
 
-    def extra_optimizers(self) -> list:
-        """Further optimizers (e.g. FactorVAE's discriminator); they imply manual optimization."""
-        return []
-
-    def manual_step(self, module: Any, batch: torch.Tensor) -> LossTerms:
-        """One training step under manual optimization (``module`` is the LightningModule)."""
-        raise NotImplementedError(f"{type(self).__name__} sets manual_optimization but has no manual_step")
-
-    def optimizer_steps_per_update(self) -> int:
-        """How many optimizer steps one training step takes. Lightning's ``global_step`` counts all of
-        them under manual optimization, so the trainer scales ``max_steps`` by this and the module
-        divides ``global_step`` by it to count VAE updates."""
-        return 1 + len(self.extra_optimizers()) if self.manual_optimization else 1
+    def vae_phase(self, vae: VAEFn, x: torch.Tensor, noise: dict[str, torch.Tensor], step: torch.Tensor,
+                  carry: dict[str, torch.Tensor]) -> PhaseOut:
+        """The default phase: the VAE's forward with the step's noise, then :meth:`loss`. Validation runs
+        the first phase without an update, the objective in eval mode."""
+        terms = self.loss(vae(x, noise["eps"]), x, step)
+        return PhaseOut(terms.loss, terms.logs, {})
 
 
-OBJECTIVES: dict[str, type[Objective]] = {}
+OBJECTIVES: Registry[type[Objective]] = Registry("model", "(see `disentkit models`)")
 
 
 def register(cls: type[Objective]) -> type[Objective]:
     """Class decorator: make an objective trainable as ``--model cls.name``."""
-    OBJECTIVES[cls.name] = cls
-    return cls
+    return OBJECTIVES.register(cls)

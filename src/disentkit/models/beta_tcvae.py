@@ -65,7 +65,7 @@ class BetaTCVAE(Objective):
                "(minibatch-stratified)", type=str, choices=("mws", "mss")),
     )
 
-    def loss(self, out: VAEOutput, x: torch.Tensor, step: int) -> LossTerms:
+    def loss(self, out: VAEOutput, x: torch.Tensor, step: torch.Tensor) -> LossTerms:
         rec, kl, logs = self.base_terms(out, x)
         if not self.dataset_size:
             raise ValueError("beta_tcvae needs dataset_size (the number of training images) for its estimator")

@@ -28,7 +28,7 @@ class _DIPVAE(Objective):
     def covariance(self, out: VAEOutput) -> torch.Tensor:
         raise NotImplementedError
 
-    def loss(self, out: VAEOutput, x: torch.Tensor, step: int) -> LossTerms:
+    def loss(self, out: VAEOutput, x: torch.Tensor, step: torch.Tensor) -> LossTerms:
         rec, kl, logs = self.base_terms(out, x)
         off, diag = dip_terms(self.covariance(out))
         penalty = self.lambda_od * off + self.lambda_d_factor * self.lambda_od * diag

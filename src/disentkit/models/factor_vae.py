@@ -6,7 +6,7 @@ discriminator D trained to tell samples of q(z) (class 0, "real") from samples o
 drawn by permuting each latent dimension independently across the batch, Alg. 1):
 TC ≈ E_q(z)[log D(z)/(1 − D(z))] = E[logit₀ − logit₁].
 
-Optimization is manual (two optimizers): the VAE steps on its loss, then D steps on the
+A training step has two phases (two optimizers): the VAE steps on its loss, then D steps on the
 cross-entropy of real vs permuted codes (detached). D: MLP 6 × 1000, leaky ReLU 0.2, 2 logits
 (paper App. A / disentanglement_lib), Adam lr 1e-4, betas (0.5, 0.9).
 
@@ -14,9 +14,8 @@ The permuted codes come from the same batch by default (as disentanglement_lib d
 ``--permutation second_batch`` each batch is split in two halves: the first trains the VAE, the
 second is encoded and permuted for D, as in the paper's Alg. 1 (so ``--batch-size`` then counts both).
 
-Fused ensembles (``train/ensemble.py``) run the same step with the members' parameters stacked: they
-draw a step's random numbers per member in the order :meth:`FactorVAE.step_noise` lists (the order a
-single run draws them) and hand them to :meth:`FactorVAE.loss` and :meth:`FactorVAE.adversary_loss`.
+Every random number of a step is declared by :meth:`FactorVAE.draws` and drawn by the trainer from each
+member's own generator, so a fused ensemble member trains exactly as the same run alone.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import HParam, LossTerms, Objective, VAEOutput, register
+from .base import Draw, HParam, LossTerms, Objective, Phase, PhaseOut, VAEFn, VAEOutput, register
 
 DISC_BETAS = (0.5, 0.9)
 
@@ -79,8 +78,9 @@ class FactorVAE(Objective):
                type=int, min=1),
         HParam("disc_layers", 6, "FactorVAE: discriminator hidden layers (the paper's 6)", type=int, min=1),
     )
-    manual_optimization = True
-    optimizer_hparams = ("disc_lr",)  # configure an optimizer, not the loss: shared by an ensemble's members
+    phases = (Phase("vae", "vae_phase", params=()),
+              Phase("discriminator", "discriminator_phase", trains_vae=False, params=("discriminator.",),
+                    lr="disc_lr", betas=DISC_BETAS))
 
     def __init__(self, reconstruction: str = "bernoulli", latent_dim: int | None = None, **hp: Any) -> None:
         super().__init__(reconstruction, latent_dim=latent_dim, **hp)
@@ -91,7 +91,8 @@ class FactorVAE(Objective):
         logits = self.discriminator(z)
         return (logits[:, 0] - logits[:, 1]).mean(), logits
 
-    def loss(self, out: VAEOutput, x: torch.Tensor, step: int, noise: torch.Tensor | None = None) -> LossTerms:
+    def loss(self, out: VAEOutput, x: torch.Tensor, step: torch.Tensor,
+             noise: torch.Tensor | None = None) -> LossTerms:
         """rec + KL + γ·TC; ``noise`` (uniform, z's shape) permutes the codes of D's logged accuracy."""
         rec, kl, logs = self.base_terms(out, x)
         tc, logits_real = self.tc_estimate(out.z)
@@ -100,10 +101,10 @@ class FactorVAE(Objective):
             logs.update(discriminator_logs(logits_real, self.discriminator(permute_dims(out.z, noise))))
         return LossTerms(loss, {"loss": loss, **logs, "tc": tc})
 
-    def split_batch(self, batch: torch.Tensor, dim: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def split_batch(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(images for the VAE, images whose codes D sees permuted, or None to permute the VAE's own)."""
         if self.permutation == "second_batch":
-            x, x_other = batch.chunk(2, dim)
+            x, x_other = batch.chunk(2, 0)
             return x, x_other
         return batch, None
 
@@ -113,46 +114,35 @@ class FactorVAE(Objective):
         z_perm = permute_dims(z_other, noise)
         return discriminator_loss(self.discriminator(z_real), self.discriminator(z_perm))
 
-    def step_noise(self, batch_size: int) -> list[tuple[str, str, tuple[int, ...]]]:
-        """The random draws of one training step as (name, normal|uniform, shape), in the order
-        :meth:`manual_step` makes them: the VAE's reparameterization noise ``eps``, the permutation
-        ``loss_noise`` of :meth:`loss`'s logs, the second half's ``eps_other`` (second_batch only), and
-        the permutation ``adversary_noise`` of D's step."""
+    def draws(self, batch_size: int) -> list[Draw]:
+        """A step's random draws in the order it uses them: the VAE's reparameterization noise ``eps``, the
+        permutation ``loss_noise`` of :meth:`loss`'s logs, the second half's ``eps_other`` (second_batch
+        only), and the permutation ``adversary_noise`` of D's phase."""
         d = int(self.latent_dim or 10)
         b1 = -(-batch_size // 2) if self.permutation == "second_batch" else batch_size
-        draws = [("eps", "normal", (b1, d)), ("loss_noise", "uniform", (b1, d))]
+        draws = [Draw("eps", "normal", (b1, d)), Draw("loss_noise", "uniform", (b1, d))]
         if self.permutation == "second_batch":
             b2 = batch_size - b1
-            return draws + [("eps_other", "normal", (b2, d)), ("adversary_noise", "uniform", (b2, d))]
-        return draws + [("adversary_noise", "uniform", (b1, d))]
+            return draws + [Draw("eps_other", "normal", (b2, d)), Draw("adversary_noise", "uniform", (b2, d))]
+        return draws + [Draw("adversary_noise", "uniform", (b1, d))]
 
-    def vae_parameters(self):
-        """The discriminator is trained by its own optimizer only, never by the VAE's."""
-        return iter(())
+    def vae_phase(self, vae: VAEFn, batch: torch.Tensor, noise: dict[str, torch.Tensor], step: torch.Tensor,
+                  carry: dict[str, torch.Tensor]) -> PhaseOut:
+        """The VAE's update on rec + KL + γ·TC; passes its codes on to D's phase."""
+        x, _ = self.split_batch(batch)
+        out = vae(x, noise["eps"])
+        terms = self.loss(out, x, step, noise=noise["loss_noise"])
+        return PhaseOut(terms.loss, terms.logs, {"z": out.z.detach()})
 
-    def extra_optimizers(self) -> list:
-        # foreach: the elementwise kernels for all tensors at once (as the VAE's Adam on a CPU, train/fast.py)
-        return [torch.optim.Adam(self.discriminator.parameters(), lr=self.disc_lr, betas=DISC_BETAS, foreach=True)]
-
-    def manual_step(self, module: Any, batch: torch.Tensor) -> LossTerms:
-        """VAE step on rec + KL + γ·TC, then one discriminator step on real vs permuted codes."""
-        vae_opt, d_opt = module.optimizers()
-        x, x_other = self.split_batch(batch)
-        out = module.vae(x)
-        terms = self.loss(out, x, module.vae_step)
-        vae_opt.zero_grad()
-        module.manual_backward(terms.loss)
-        vae_opt.step()
-
-        z_real = out.z.detach()
+    def discriminator_phase(self, vae: VAEFn, batch: torch.Tensor, noise: dict[str, torch.Tensor],
+                            step: torch.Tensor, carry: dict[str, torch.Tensor]) -> PhaseOut:
+        """D's update on real vs permuted codes; the second half is encoded by the just-updated VAE."""
+        _, x_other = self.split_batch(batch)
+        z_real = carry["z"]
         if x_other is None:
             z_other = z_real
         else:
             with torch.no_grad():
-                z_other = module.vae(x_other).z
-        d_loss = self.adversary_loss(z_real, z_other)
-        d_opt.zero_grad()  # also clears the gradient the VAE loss left on D
-        module.manual_backward(d_loss)
-        d_opt.step()
-        terms.logs["disc_loss"] = d_loss.detach()
-        return terms
+                z_other = vae(x_other, noise["eps_other"]).z
+        d_loss = self.adversary_loss(z_real, z_other, noise["adversary_noise"])
+        return PhaseOut(d_loss, {"disc_loss": d_loss.detach()}, {})

@@ -23,7 +23,7 @@ class LambdaBetaVAE(Objective):
                min=0.0),
     )
 
-    def loss(self, out: VAEOutput, x: torch.Tensor, step: int) -> LossTerms:
+    def loss(self, out: VAEOutput, x: torch.Tensor, step: torch.Tensor) -> LossTerms:
         rec, kl, logs = self.base_terms(out, x)
         mse = reconstruction_loss(out.logits, x, "gaussian").mean()
         loss = rec + self.beta * kl + self.lam * mse

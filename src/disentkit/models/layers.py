@@ -3,7 +3,8 @@
 For the stride-2 layers of the conv VAEs oneDNN (PyTorch's CPU convolutions) has slow spots, measured on
 the 2-core AVX2 machine (``docs/speed.md``). Each shortcut computes the same function by another route, so
 results differ only in float rounding, and checkpoints are unchanged (same parameters, same names). On
-CUDA, under ``vmap`` (stacked ensembles), ``torch.compile`` or autocast, these are the plain layers.
+CUDA, under ``vmap`` (stacked ensembles), ``torch.compile`` or autocast, these are the plain layers;
+``set_conv_impl(model, "torch")`` (``--conv-impl torch``) makes them the plain layers everywhere.
 """
 
 from __future__ import annotations
@@ -13,9 +14,23 @@ import torch.nn.functional as F
 from torch import nn
 
 
+CONV_IMPLS = ("auto", "torch")
+
+
+def set_conv_impl(model: nn.Module, impl: str) -> nn.Module:
+    """``auto``: the exact CPU shortcuts where they apply (default); ``torch``: PyTorch's own layers only.
+    Results of the two differ in float rounding only (training amplifies it); returns ``model``."""
+    if impl not in CONV_IMPLS:
+        raise ValueError(f"conv impl must be one of {', '.join(CONV_IMPLS)}, got {impl!r}")
+    for m in model.modules():
+        if isinstance(m, (Conv, Deconv)):
+            m.shortcuts = impl == "auto"
+    return model
+
+
 def _shortcuts_apply(layer: nn.Conv2d | nn.ConvTranspose2d, x: torch.Tensor) -> bool:
     """A float32 CPU tensor outside vmap/grad transforms, torch.compile and autocast; a layer with a bias."""
-    return (x.device.type == "cpu" and x.dim() == 4 and layer.bias is not None and layer.groups == 1
+    return (getattr(layer, "shortcuts", True) and x.device.type == "cpu" and x.dim() == 4 and layer.bias is not None and layer.groups == 1
             and layer.dilation == (1, 1) and x.dtype == layer.weight.dtype == torch.float32
             and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
             and not _inside_functorch(x))

@@ -47,7 +47,7 @@ class LearnableBetaVAE(Objective):
         """(log σ₀, log σ₁)."""
         return self.sigma_lr_scale * self.theta0, self.sigma_lr_scale * self.theta1
 
-    def loss(self, out: VAEOutput, x: torch.Tensor, step: int) -> LossTerms:
+    def loss(self, out: VAEOutput, x: torch.Tensor, step: torch.Tensor) -> LossTerms:
         rec, kl, logs = self.base_terms(out, x)
         log_s0, log_s1 = self.log_sigmas()
         lv0, lv1 = 2 * log_s0, 2 * log_s1                                            # log σ²

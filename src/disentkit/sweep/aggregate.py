@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .grid import RunSpec, _short
-from .runner import is_done, load_sweep_dir, run_dir
+from .folders import is_done, load_sweep_dir, run_dir
 
 #: Logged training quantities tabulated per run (``train/<name>`` columns of the CSV log).
 TRAINING_COLUMNS = ("reconstruction", "kl", "tc", "d_z_real", "d_z_perm")

@@ -18,7 +18,9 @@ from typing import Any
 
 from ..errors import DisentkitError
 from .grid import RunSpec
-from .runner import Backend, execute_group, execute_run, failure_reason, write_error
+from .backends import Backend
+from .execute import execute_group, execute_run
+from .folders import failure_reason, write_error
 
 
 def _ray_task(spec_dict: dict, folder: str, parent: str | None, threads: int) -> str | None:

@@ -1,4 +1,5 @@
-"""Training: the Lightning module, index-batch data module, callbacks and safe checkpoints.
+"""Training: one engine for single runs and fused ensembles (``step``, ``members``, ``loop``), its
+configuration, run folders with resumable state, and safe checkpoints.
 
 ``TrainConfig`` is imported eagerly (the CLI builds its flags from it); the rest on first use, so that
 ``disentkit --help`` and ``import disentkit.train.config`` do not pay for importing Lightning.
@@ -10,9 +11,10 @@ from typing import Any
 
 from .config import TrainConfig
 
-_LAZY = {"fit": "run", "Checkpoint": "checkpoint", "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint"}
+_LAZY = {"fit": "run", "resume": "run", "Checkpoint": "checkpoint", "load_checkpoint": "checkpoint",
+         "save_checkpoint": "checkpoint"}
 
-__all__ = ["Checkpoint", "TrainConfig", "fit", "load_checkpoint", "save_checkpoint"]
+__all__ = ["Checkpoint", "TrainConfig", "fit", "load_checkpoint", "resume", "save_checkpoint"]
 
 
 def __getattr__(name: str) -> Any:

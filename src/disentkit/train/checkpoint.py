@@ -1,13 +1,17 @@
-"""Checkpoints that load without executing code: safetensors weights + the full config as metadata.
+"""Checkpoints that load without executing code: safetensors weights + the full config as metadata, and
+the complete training state a run resumes from.
 
 A disentkit checkpoint is one ``.safetensors`` file whose metadata holds ``format`` and the run's
-``config`` (every hyperparameter) as JSON. Lightning ``.ckpt`` files are read only with
-``torch.load(weights_only=True)``, which refuses pickles that would run code.
+``config`` (every hyperparameter) as JSON. The training state (``training_state.pt``: every member's and
+objective's tensors, every optimizer's state, every random generator's state, the step, the best
+validation loss) is written with ``torch.save`` and read with ``torch.load(weights_only=True)``, which
+refuses pickles that would run code; so are Lightning ``.ckpt`` files. Every file is written atomically.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +25,8 @@ from ..errors import DisentkitError
 from ..models import GaussianVAE
 
 FORMAT = "disentkit-checkpoint-v1"
+STATE_FORMAT = "disentkit-training-state-v1"
+STATE_FILE = "training_state.pt"
 
 
 @dataclass
@@ -102,5 +108,31 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
 
 def build_vae(config: dict[str, Any]) -> GaussianVAE:
     """The VAE described by a saved config (``channels`` is recorded from the dataset at training)."""
-    channels = int(config.get("channels") or 1)
-    return GaussianVAE(config.get("architecture", "locatello"), channels, int(config["latent_dim"]))
+    from .members import build_vae as build
+
+    return build(config)
+
+
+def save_state(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write a training state atomically (``.part``, flushed to disk, then renamed): a kill at any moment
+    leaves the previous state or this one, never a torn file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "wb") as f:
+        torch.save({"format": STATE_FORMAT, **state}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def load_state(path: str | Path) -> dict[str, Any]:
+    """A training state written by :func:`save_state`, loaded without executing code."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
+        raise DisentkitError(f"{path} is not a readable training state ({str(e).splitlines()[0]}); start the "
+                             "run again with --overwrite") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise DisentkitError(f"{path} is not a disentkit training state")
+    return state

@@ -1,7 +1,10 @@
-"""``fit(config)``: one training run from a :class:`TrainConfig` to a run folder.
+"""Run folders and process set-up: ``fit(config)`` and ``resume(run)``, the entry points of training.
 
-A run folder holds ``config.yaml``, TensorBoard logs (``tb/``), a CSV of logged values
-(``csv/metrics.csv``) and safetensors checkpoints (``model.safetensors``, ``best.safetensors``).
+A run folder holds ``config.yaml`` (a valid ``--config`` that reproduces the run), TensorBoard logs
+(``tb/``), a CSV of logged values (``csv/metrics.csv``), safetensors checkpoints (``model.safetensors``,
+``best.safetensors``, ``last.safetensors`` while it trains) and ``training_state.pt``, the complete state
+``--resume`` continues from. A fused ensemble's folder holds its ``config.yaml``, ``ensemble.yaml`` (the
+members), the training state, and one ordinary run folder per member.
 """
 
 from __future__ import annotations
@@ -9,40 +12,51 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import sys
+import shutil
 import warnings
 from pathlib import Path
+from typing import Any, Sequence
 
-import lightning as L
 import torch
-import yaml
-from lightning.pytorch.callbacks import TQDMProgressBar
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from ..data import get_dataset
 from ..errors import DisentkitError
-from .callbacks import MetricsCallback, SafetensorsCheckpoint
-from .checkpoint import read_checkpoint
-from .config import TrainConfig
-from .datamodule import FactorDataModule
-from .module import VAEModule
+from .checkpoint import STATE_FILE, read_checkpoint
+from .config import TrainConfig, load_yaml
 
-RUN_MARKERS = ("model.safetensors", "best.safetensors", "last.safetensors", "metrics.json")
+#: files whose presence means a folder holds a run (``disentkit train`` refuses to write over them)
+RUN_MARKERS = ("model.safetensors", "best.safetensors", "last.safetensors", "metrics.json", STATE_FILE,
+               "config.yaml", "ensemble.yaml")
+#: what disentkit writes in a run folder (``--overwrite`` removes these and nothing else)
+RUN_FILES = (*RUN_MARKERS, "metrics.previous.json", "test_losses.json", "csv", "tb", "report.html",
+             "reconstructions.png", "traversals.png", "traversals.gif", STATE_FILE + ".part")
 
 
+# ---------------------------------------------------------------------- process set-up
 def resolve_device(device: str) -> torch.device:
+    """``auto``: the GPU when there is one; ``cuda:N`` must exist."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DisentkitError(f"--device {device} was asked for but no CUDA GPU is available; use --device cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise DisentkitError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DisentkitError(f"--device {device} was asked for but no CUDA GPU is available; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DisentkitError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return dev
 
 
-def setup_cpu(threads: int) -> None:
-    """Set up this process's CPU work: torch's intra-op threads (0 = one per core; inter-op parallelism is
-    not used here), and a heap that keeps freed memory (:func:`keep_freed_memory`)."""
+def setup_process(threads: int = 0) -> None:
+    """What a training or evaluation *process* sets once (the CLI and sweep workers call it; ``fit()`` from a
+    notebook does not, unless asked): torch's intra-op threads (0: one per core), a heap that keeps freed
+    memory (:func:`keep_freed_memory`), and Lightning's start-up chatter silenced."""
     torch.set_num_threads(threads if threads > 0 else max(1, os.cpu_count() or 1))
     keep_freed_memory()
+    quiet_lightning()
+
+
 
 
 def keep_freed_memory() -> bool:
@@ -71,121 +85,124 @@ _HEAP_KEPT: bool | None = None
 
 
 def quiet_lightning() -> None:
-    """Keep Lightning's start-up chatter out of the terminal (the progress bar stays)."""
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+    """Keep Lightning's start-up chatter (precision notices, log-folder warnings) out of the terminal."""
+    for name in ("lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*`isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
-    warnings.filterwarnings("ignore", ".*Your `IterableDataset` has `__len__` defined.*")
 
 
+# ---------------------------------------------------------------------- run folders
 def prepare_run_dir(out: str | Path, overwrite: bool) -> Path:
-    """Refuse to write over an earlier run unless ``overwrite`` is given."""
+    """Refuse to write over an earlier run unless ``overwrite`` is given; then remove what it left."""
     run_dir = Path(out)
-    if run_dir.exists() and any((run_dir / m).exists() for m in RUN_MARKERS) and not overwrite:
-        raise DisentkitError(f"{run_dir} already holds a run; choose another --out or pass --overwrite to replace it")
+    if run_dir.exists() and holds_run(run_dir):
+        if not overwrite:
+            raise DisentkitError(f"{run_dir} already holds a run; continue it with `disentkit train --resume "
+                                 f"{run_dir}`, choose another --out, or pass --overwrite to replace it")
+        clear_run(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
 
-def fit(config: TrainConfig) -> Path:
-    """Train one model as ``config`` says (or a fused ensemble, with ``config.ensemble``); returns the run folder."""
+def holds_run(folder: Path) -> bool:
+    return any((folder / m).exists() for m in RUN_MARKERS)
+
+
+def clear_run(folder: Path) -> None:
+    """Remove the files a run (or fused ensemble, with its members' folders) wrote; anything else stays."""
+    for sub in folder.iterdir() if (folder / "ensemble.yaml").exists() else ():
+        if sub.is_dir() and holds_run(sub):
+            clear_run(sub)
+            if not any(sub.iterdir()):
+                sub.rmdir()
+    for name in RUN_FILES:
+        p = folder / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+def member_configs(config: TrainConfig) -> list[TrainConfig]:
+    """The single-run configs a config trains: itself, or one per member of its ``--ensemble`` grid."""
     if config.ensemble:
-        from .ensemble import fit_ensemble
+        from .ensemble import expand_members
 
-        return fit_ensemble(config)
-    config.validate()
-    run_dir = prepare_run_dir(config.out, config.overwrite)
-    setup_cpu(config.threads)
-    device = resolve_device(config.device)
-    quiet_lightning()
-    L.seed_everything(config.seed, verbose=False)
-
-    dataset = place_dataset(get_dataset(config.dataset, data_root=config.data_root), device)
-    cfg = config.to_dict()
-    cfg.update(channels=dataset.observation_shape[0], factor_names=list(dataset.factor_names),
-               num_images=dataset.num_images)
-    module = VAEModule(cfg)
-    if config.init_from:
-        init_from_checkpoint(module, config.init_from)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-
-    data = FactorDataModule(dataset, config.batch_size, config.seed, config.val_fraction, config.val_batches, device)
-    has_val = config.val_fraction > 0
-    callbacks: list = [SafetensorsCheckpoint(run_dir, config.checkpoint_every)]
-    if config.eval_every:
-        callbacks.append(MetricsCallback(config.eval_every, config.eval_metrics, dataset, seed=config.seed,
-                                         params=config.eval_params))
-    trainer = make_trainer(config, run_dir, device, callbacks, has_val,
-                           max_steps=config.steps * module.steps_per_update)  # global_step counts every optimizer's steps
-    trainer.fit(module, datamodule=data)
-    return run_dir
+        return expand_members(config)
+    return [config]
 
 
-def progress_refresh_rate(steps: int, log_every: int, tty: bool | None = None) -> int:
-    """Steps between progress-bar updates: frequent on a terminal; about 20 in all when stderr is a log
-    file (a batch job), where every update is one more carriage-return line."""
-    tty = sys.stderr.isatty() if tty is None else tty
-    return max(1, min(log_every, 25)) if tty else max(25, steps // 20)
-
-
-def make_trainer(config: TrainConfig, run_dir: Path, device: torch.device, callbacks: list,
-                 has_val: bool, max_steps: int | None = None) -> L.Trainer:
-    """The Lightning trainer of a run: loggers, progress bar, precision; no Lightning checkpoints.
-    ``max_steps`` counts Lightning's optimizer steps (default: ``config.steps``).
-
-    On a CPU, deterministic algorithms are on (same seed, same losses) but not their debugging aid of
-    filling every new tensor with NaN (``torch.utils.deterministic.fill_uninitialized_memory``): that
-    is ≈ 190 fills and ≈ 4 ms of a batch-64 β-VAE step on the 2-core CPU, and changes no result."""
-    trainer = L.Trainer(
-        max_steps=config.steps if max_steps is None else max_steps,
-        accelerator="gpu" if device.type == "cuda" else "cpu",
-        devices=1,
-        logger=[TensorBoardLogger(run_dir, name="tb", version="", default_hp_metric=False),
-                CSVLogger(run_dir, name="csv", version="")],
-        callbacks=callbacks
-        + ([TQDMProgressBar(refresh_rate=progress_refresh_rate(config.steps, config.log_every))]
-           if config.progress else []),
-        log_every_n_steps=config.log_every,
-        enable_checkpointing=False,
-        enable_progress_bar=config.progress,
-        enable_model_summary=False,
-        val_check_interval=config.val_every if has_val else None,
-        check_val_every_n_epoch=None,
-        limit_val_batches=1.0 if has_val else 0,
-        num_sanity_val_steps=0,
-        # with --cuda-graphs the module applies autocast itself (inside the captured step)
-        precision="32-true" if config.cuda_graphs else config.precision,
-        deterministic=device.type == "cpu",
-    )
-    if device.type == "cpu":
-        torch.utils.deterministic.fill_uninitialized_memory = False
-    return trainer
-
-
-def place_dataset(dataset, device: torch.device, max_fraction: float = 0.5):
-    """Hold the dataset on the GPU when training there and it fits in ``max_fraction`` of free memory:
-    procedural dSprites is rendered straight onto the GPU bit-packed (0.38 GB), an array dataset is
-    copied there as uint8; batches are then gathered by index on the device. Otherwise the data stays
-    on the host (rendered on demand, or read from its memory map)."""
-    if device.type != "cuda":
-        return dataset
-    free, _ = torch.cuda.mem_get_info(device)
-    if hasattr(dataset, "materialize") and getattr(dataset, "packed", None) is None:
-        need = dataset.num_images * dataset.observation_shape[1] * dataset.observation_shape[2] // 8
-        return dataset.materialize(device, chunk=8192) if need < max_fraction * free else dataset
-    images = getattr(dataset, "images", None)
-    if images is not None and images.nbytes < max_fraction * free:
-        return dataset.to(device)
-    return dataset
-
-
-def init_from_checkpoint(module: VAEModule, path: str | Path) -> None:
-    """Start from another run's weights (e.g. λβ-VAE from a β-VAE); the VAE must be the same shape."""
+def read_init_from(path: str | Path, cfg: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The VAE weights of another run (e.g. λβ-VAE from a β-VAE); the VAE must be the same shape."""
     state, saved, _ = read_checkpoint(path)
-    vae_state = {k[4:]: v for k, v in state.items() if k.startswith("vae.")}
     for key in ("architecture", "latent_dim", "channels"):
-        if saved.get(key) != module.config.get(key):
+        if saved.get(key, "locatello" if key == "architecture" else None) != cfg.get(key):
             raise DisentkitError(f"--init-from {path}: checkpoint has {key}={saved.get(key)!r} but this run has "
-                                 f"{key}={module.config.get(key)!r}; match them or pick another checkpoint")
-    module.vae.load_state_dict(vae_state)
+                                 f"{key}={cfg.get(key)!r}; match them or pick another checkpoint")
+    return {k[4:]: v for k, v in state.items() if k.startswith("vae.")}
+
+
+# ---------------------------------------------------------------------- entry points
+def fit(config: TrainConfig | dict[str, Any], *, setup: bool = False, callbacks: Sequence = ()) -> Path:
+    """Train a run (or a fused ensemble, with ``config.ensemble``) as ``config`` says; returns its folder.
+
+    ``setup=True`` also sets up this process as ``disentkit train`` does (:func:`setup_process`);
+    ``callbacks``: functions called as ``fn(step, logs)`` after every step."""
+    from .loop import train
+
+    config = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    config.validate()
+    members = member_configs(config)
+    run_dir = prepare_run_dir(config.out, config.overwrite)
+    if config.ensemble:
+        for m in members:
+            prepare_run_dir(m.out, config.overwrite)
+    if setup:
+        setup_process(config.threads)
+    return train(config, members, run_dir, resume=False, callbacks=callbacks)
+
+
+def finished(run_dir: str | Path) -> int:
+    """The steps a run trained if it finished training (all steps, or every member stopped early), else 0."""
+    from .checkpoint import load_state
+
+    path = Path(run_dir) / STATE_FILE
+    if not path.is_file():
+        return 0
+    state = load_state(path)
+    stopped = bool(state["trackers"]) and all(t["stopped"] for t in state["trackers"])
+    done = state["done"] >= state["total"] or stopped
+    outs = [Path(o) for o in state["members"]]
+    return int(state["done"]) if done and all((o / "model.safetensors").is_file() for o in outs) else 0
+
+
+#: options a resumed run may change: how far it trains and where it runs, not what it computes
+RESUMABLE_OVERRIDES = ("steps", "epochs", "device", "threads", "progress", "data_root")
+
+
+def resume(run: str | Path, *, setup: bool = False, **overrides: Any) -> Path:
+    """Continue a run (or fused ensemble) from its training state; returns its folder. A run killed before
+    its first checkpoint starts again from its ``config.yaml``; ``steps``/``epochs`` may be raised to train
+    a finished run further. With the same settings the final weights equal an uninterrupted run's (CPU)."""
+    from .loop import train
+
+    run_dir = Path(run)
+    if not (run_dir / "config.yaml").is_file():
+        raise DisentkitError(f"--resume {run_dir}: no config.yaml there (is it a `disentkit train` run folder?)")
+    bad = sorted(k for k, v in overrides.items() if k not in RESUMABLE_OVERRIDES and v is not None)
+    if bad:
+        raise DisentkitError(f"--resume continues the run as it was configured; it takes only "
+                             f"{', '.join('--' + k.replace('_', '-') for k in RESUMABLE_OVERRIDES)}, not "
+                             f"{', '.join('--' + k.replace('_', '-') for k in bad)}")
+    saved = load_yaml(run_dir / "config.yaml")
+    saved.update({k: v for k, v in overrides.items() if v is not None}, out=str(run_dir), overwrite=False)
+    config = TrainConfig.from_dict(saved).validate()
+    if not (run_dir / STATE_FILE).is_file() and (run_dir / "model.safetensors").is_file():
+        raise DisentkitError(f"{run_dir} finished without a training state (an older disentkit wrote it), so it "
+                             f"cannot be continued; start a new run from its weights with --init-from {run_dir}")
+    if overrides.get("steps") is None and overrides.get("epochs") is None and finished(run_dir):
+        raise DisentkitError(f"{run_dir} already trained all {finished(run_dir)} steps; give --steps (or --epochs) "
+                             "larger than that to train it further")
+    if setup:
+        setup_process(config.threads)
+    return train(config, member_configs(config), run_dir, resume=True)

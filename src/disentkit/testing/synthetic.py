@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .formats import write_norb_matrix
+from ..data.formats import write_norb_matrix
 
 
 # ------------------------------------------------------------------------------------ npz pieces

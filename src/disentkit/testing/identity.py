@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Factor, FactorDataset
+from ..data.base import Factor, FactorDataset
 
 
 class IdentityDataset(FactorDataset):

@@ -1,0 +1,168 @@
+"""The one training engine measured: its own cost per step, and its speed beside the Lightning Trainer path
+it replaced, in the same run.
+
+* **loop cost**: a tiny model (a 64×64 → 8×8 pooling encoder, linear layers) trained through ``fit`` (the
+  loop: logging, checkpoint checks, progress bar, callbacks) against the same step called bare in a plain
+  Python loop (batches, noise, step). The difference is the loop's own cost, in µs a step (goal ≤ 50 µs:
+  < 15 % of a 3,000-steps/s GPU step).
+* **old vs new** (``--old-src PATH``: a checkout of the Trainer-path commit, e.g. ``git worktree add
+  ../old e572e1e``): ``fit()`` of the same configs, old code and new, each timed in a fresh process as
+  (T(N₂ steps) − T(N₁ steps)) / (N₂ − N₁), which cancels start-up; windows interleaved round by round.
+  Ratio ≥ 0.95 is the goal (the new engine no slower).
+
+    python benchmarks/bench_engine.py --old-src ../old/src            # both parts
+    python benchmarks/bench_engine.py --skip old                      # the loop cost only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: the configs compared, old vs new (β = 4 where it applies; batch 64)
+CASES = {
+    "beta_vae": {"model": "beta_vae", "hparams": {"beta": 4.0}},
+    "beta_vae --channels-last": {"model": "beta_vae", "hparams": {"beta": 4.0}, "channels_last": True},
+    "factor_vae": {"model": "factor_vae"},
+    "ensemble M=2 (beta_vae)": {"model": "beta_vae", "hparams": {"beta": 4.0}, "ensemble": ["seed=0,1"]},
+    "ensemble M=4 (beta_vae)": {"model": "beta_vae", "hparams": {"beta": 4.0}, "ensemble": ["seed=0,1,2,3"]},
+}
+
+TIMED_FIT = r"""
+import json, sys, tempfile, time, torch
+torch.set_num_threads(int(sys.argv[2]))
+from disentkit.train import TrainConfig, fit
+from disentkit.train.run import keep_freed_memory
+keep_freed_memory()
+spec = json.loads(sys.argv[1])
+with tempfile.TemporaryDirectory() as tmp:
+    cfg = TrainConfig(out=tmp + "/run", progress=False, log_every=50, checkpoint_every=100000, **spec)
+    t = time.perf_counter()
+    fit(cfg)
+    print("SECONDS", time.perf_counter() - t)
+"""
+
+
+def timed_fit(src: Path, spec: dict, threads: int) -> float:
+    """Seconds of one ``fit(spec)`` in a fresh process importing disentkit from ``src``."""
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    res = subprocess.run([sys.executable, "-c", TIMED_FIT, json.dumps(spec), str(threads)], capture_output=True,
+                         text=True, env=env, cwd=tempfile.gettempdir())
+    for line in res.stdout.splitlines():
+        if line.startswith("SECONDS"):
+            return float(line.split()[1])
+    raise RuntimeError((res.stderr.strip().splitlines() or ["no output"])[-1])
+
+
+def old_vs_new(old_src: Path, threads: int, n1: int, n2: int, repeats: int, batch: int) -> None:
+    new_src = ROOT / "src"
+    print(f"\n## old Trainer path vs the engine: fit() of the same config, batch {batch}, per-step seconds = "
+          f"(T({n2}) − T({n1})) / {n2 - n1}, {repeats} interleaved rounds, each fit in its own process")
+    times: dict[tuple[str, str], list[float]] = {}
+    for _ in range(repeats):
+        for case, spec in CASES.items():
+            for which, src in (("old", old_src), ("new", new_src)):
+                short = timed_fit(src, {**spec, "steps": n1, "batch_size": batch}, threads)
+                long = timed_fit(src, {**spec, "steps": n2, "batch_size": batch}, threads)
+                times.setdefault((case, which), []).append((long - short) / (n2 - n1))
+    print(f"{'case':<28}{'old steps/s':>12}{'new steps/s':>12}{'new/old best':>14}{'new/old median':>16}")
+    for case, spec in CASES.items():
+        old, new = times[(case, "old")], times[(case, "new")]
+        m = len(spec["ensemble"][0].split("=")[1].split(",")) if "ensemble" in spec else 1
+        print(f"{case:<28}{m / min(old):>12.2f}{m / min(new):>12.2f}{min(old) / min(new):>13.2f}x"
+              f"{statistics.median(old) / statistics.median(new):>15.2f}x", flush=True)
+    print("(steps/s of the ensembles count member-steps: M models trained at once)")
+
+
+def loop_cost(threads: int, steps: int, repeats: int) -> None:
+    """The loop's own µs a step: fit() of a tiny model against its step called bare (same batches)."""
+    import torch
+    from torch import nn
+
+    from disentkit.models import ARCHITECTURES
+    from disentkit.train import TrainConfig, fit
+    from disentkit.train.loop import bare_steps
+    from disentkit.train.session import Session
+
+    torch.set_num_threads(threads)
+
+    class Tiny(nn.Module):
+        def __init__(self, latent: int) -> None:
+            super().__init__()
+            self.pool, self.mu, self.logvar = nn.AvgPool2d(8), nn.Linear(64, latent), nn.Linear(64, latent)
+
+        def forward(self, x):
+            h = self.pool(x).flatten(1)
+            return self.mu(h), self.logvar(h)
+
+    def tiny(channels: int, latent: int):
+        dec = nn.Sequential(nn.Linear(latent, 64), nn.Unflatten(1, (1, 8, 8)), nn.Upsample(scale_factor=8))
+        return Tiny(latent), dec
+
+    ARCHITECTURES["tiny_bench"] = tiny
+    print(f"\n## the loop's own cost: a tiny model (pooling encoder, linear decoder), batch 16, {steps} steps, "
+          f"best of {repeats} (µs a step)")
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = TrainConfig(architecture="tiny_bench", batch_size=16, steps=steps, log_every=50, progress=True,
+                          hparams={"beta": 1.0}, out=tmp + "/run", overwrite=True)
+        engine, bare = [], []
+        for _ in range(repeats):
+            marks: list[float] = []
+            fit(TrainConfig(**{**cfg.to_dict(), "hparams": {"beta": 1.0}}), callbacks=[lambda i, logs: marks.append(
+                time.perf_counter())])
+            half = len(marks) // 4          # skip the first quarter (warm-up)
+            engine.append((marks[-1] - marks[half]) / (len(marks) - 1 - half))
+            s = Session.open(TrainConfig(**{**cfg.to_dict(), "out": tmp + "/bare", "overwrite": True}).validate(),
+                             [TrainConfig(**{**cfg.to_dict(), "out": tmp + "/bare"}).validate()], Path(tmp) / "bare",
+                             resume=False)
+            bare_steps(s, steps // 4)
+            bare.append(bare_steps(s, steps - steps // 4))
+            for lg in s.all_loggers():
+                lg.finalize("success")
+    e, b = min(engine), min(bare)
+    print(f"{'through fit (loop)':<28}{e * 1e6:>10.1f} µs/step")
+    print(f"{'bare step':<28}{b * 1e6:>10.1f} µs/step")
+    print(f"{'loop cost':<28}{(e - b) * 1e6:>10.1f} µs/step   (medians: "
+          f"{(statistics.median(engine) - statistics.median(bare)) * 1e6:.1f} µs; goal ≤ 50)", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--old-src", type=Path, help="src/ folder of the Trainer-path checkout to compare with")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (set deliberately: shared machines)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--steps", default="5,45", help="N1,N2: the two run lengths of the old-vs-new timing")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--loop-steps", type=int, default=3000)
+    ap.add_argument("--skip", default="", help="comma list: loop,old")
+    ap.add_argument("--quick", action="store_true", help="smoke run: few steps, one round")
+    args = ap.parse_args(argv)
+    sys.path.insert(0, str(ROOT / "src"))
+    skip = set(args.skip.split(","))
+    import torch
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?") \
+        if Path("/proc/cpuinfo").is_file() else "?"
+    print(f"# bench_engine: torch {torch.__version__}, CPU {cpu}, {os.cpu_count()} cores, threads {args.threads}")
+    if args.quick:
+        args.repeats, args.loop_steps, args.steps = 1, 200, "2,6"
+    if "loop" not in skip:
+        loop_cost(args.threads, args.loop_steps, args.repeats)
+    if "old" not in skip and args.old_src:
+        n1, n2 = (int(x) for x in args.steps.split(","))
+        old_vs_new(args.old_src.resolve(), args.threads, n1, n2, args.repeats, args.batch)
+    elif "old" not in skip:
+        print("\n# old vs new skipped: give --old-src PATH (src/ of the Trainer-path commit)")
+
+
+if __name__ == "__main__":
+    main()

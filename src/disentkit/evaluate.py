@@ -1,0 +1,50 @@
+"""``evaluate_checkpoint``: score a trained run with disentanglement metrics and record it in ``metrics.json``.
+
+The one place where a checkpoint is scored: ``disentkit evaluate`` and the sweep runner both call it. All
+metrics share one encoding (:func:`disentkit.metrics.evaluate`: each distinct image encoded once), and the
+record adds up only with an earlier record of the same evaluation (checkpoint bytes, dataset, seed,
+representation; ``metrics/record.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .files import write_atomic
+
+
+def evaluate_checkpoint(checkpoint: str | Path, metrics: str | list[str] = "mig", *, dataset: str | None = None,
+                        data_root: str | None = None, seed: int = 0, representation: str = "mean",
+                        params: dict[str, dict[str, Any]] | None = None, device: str = "cpu",
+                        baseline: bool = False, out: str | Path | None = None) -> tuple[dict[str, Any], Path]:
+    """Score ``checkpoint`` (a run folder or a ``.safetensors`` file) with ``metrics`` on ``dataset``
+    (default: the one it was trained on); with ``baseline`` also the same model untrained (its initial
+    weights). Writes the record to ``out`` (default: ``metrics.json`` beside the checkpoint) atomically and
+    returns it with its path. ``params`` overrides metric defaults, e.g. ``{"dci": {"num_train": 2000}}``."""
+    from .data import get_dataset
+    from .metrics import evaluate, representation_function, resolve_metrics
+    from .metrics.record import earlier_record, evaluation_context
+    from .train.checkpoint import load_checkpoint
+    from .train.members import initial_vae
+    from .train.run import resolve_device
+
+    names = resolve_metrics(metrics)
+    dev = resolve_device(device)
+    ck = load_checkpoint(checkpoint, device=dev)
+    ds = get_dataset(dataset or ck.config["dataset"], data_root=data_root or ck.config.get("data_root"))
+    results = evaluate(representation_function(ck.vae, representation, seed=seed), ds, names, seed=seed,
+                       params=params)
+    path = Path(out) if out else ck.path.parent / "metrics.json"
+    context = evaluation_context(ck.path, ck.config["model"], ds, seed, representation)
+    record = earlier_record(path, context)
+    record.update(context)
+    record.setdefault("results", {}).update(results)
+    if baseline:
+        fresh = initial_vae(ck.config).to(dev).eval()
+        record.setdefault("untrained", {}).update(
+            evaluate(representation_function(fresh, representation, seed), ds, names, seed, params))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(record, indent=1))
+    return record, path

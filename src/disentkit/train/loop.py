@@ -1,0 +1,102 @@
+"""The training loop: Lightning Fabric for the device, precision and loggers; everything else explicit.
+
+``train(config, members, run_dir)`` trains 1..M members (a single run is the engine with one member)::
+
+    for step in range(done, total):
+        logs = step_fn(batches.next(), members.draw_noise(batch_size))
+        write logs every --log-every steps; validate (best checkpoint, early stopping) every --val-every;
+        metrics every --eval-every; the complete training state every --checkpoint-every
+    final weights, test losses of the best checkpoint, the last line: losses, active latents, next command
+
+No Lightning Trainer or module: the step is ``train/step.py``'s, the models ``train/members.py``'s.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from .checkpoint import STATE_FILE, save_checkpoint, save_state
+from .config import TrainConfig
+from .session import Session
+from .step import active_latents
+
+
+Callback = Callable[[int, dict], None]
+
+
+def train(config: TrainConfig, members: list[TrainConfig], run_dir: Path, resume: bool = False,
+          callbacks: Sequence[Callback] = ()) -> Path:
+    """Train ``members`` (validated single-run configs; one, or a fused ensemble's) sharing ``config``'s
+    steps, batch, device and speed options, in ``run_dir``; continue from its training state if ``resume``.
+    Each of ``callbacks`` is called as ``fn(step, logs)`` after every step (logs: the step's device tensors)."""
+    s = Session.open(config, members, run_dir, resume)
+    t0 = time.time()
+    with s.deterministic(), s.progress_bar() as bar:
+        for i in range(s.done, s.total):
+            logs = s.step(s.batches.next(), s.members.draw_noise(config.batch_size))
+            s.done = i + 1
+            if s.done % config.log_every == 0 or s.done == s.total:
+                s.last_logs = s.write_logs(i, logs)
+                bar.set_postfix_str(s.postfix(), refresh=False)
+            if s.val_every and s.done % s.val_every == 0:
+                s.validate(i)
+            if config.eval_every and s.done % config.eval_every == 0:
+                s.log_metrics(i)
+            if s.done % s.checkpoint_every == 0 and s.done < s.total:
+                s.checkpoint()
+            bar.update(1)
+            for fn in callbacks:
+                fn(i, logs)
+            if s.all_stopped():
+                break
+    finish(s, time.time() - t0)
+    return run_dir
+
+
+def finish(s: Session, seconds: float) -> None:
+    """Final weights of every member still training, the final training state, test losses, last line."""
+    for i, cfg in enumerate(s.cfgs):
+        out = Path(cfg["out"])
+        if not s.trackers[i].stopped:
+            save_checkpoint(out / "model.safetensors", s.members.member_state(i), cfg, step=s.done)
+        (out / "last.safetensors").unlink(missing_ok=True)
+    s.flush_logs()
+    save_state(s.run_dir / STATE_FILE, s.state())
+    tests = s.test_losses()
+    for lg in s.all_loggers():
+        lg.finalize("success")
+    print_summary(s, seconds, tests)
+
+
+def print_summary(s: Session, seconds: float, tests: list[dict | None]) -> None:
+    """One line per member: final losses, active latents (batch KL > 0.01 nats), and what to run next."""
+    rate = (s.done - s.started_at) / max(seconds, 1e-9)
+    head = f"trained {s.config.model} for {s.done} steps in {seconds:.0f}s ({rate:.1f} steps/s)"
+    print(head + (f", {len(s.cfgs)} members" if len(s.cfgs) > 1 else ""), flush=True)
+    for i, cfg in enumerate(s.cfgs):
+        logs = s.last_logs[i] if s.last_logs else {}
+        terms = ", ".join(f"{k} {logs[k]:.2f}" for k in ("loss", "reconstruction", "kl") if k in logs)
+        active, dims = active_latents(logs)
+        test = f"; test loss {tests[i]['loss']:.2f}" if tests[i] else ""
+        stop = f"; stopped early at step {s.trackers[i].stopped_at}" if s.trackers[i].stopped else ""
+        print(f"{cfg['out']}: {terms}; {active}/{dims} active latents (KL > 0.01 nats){test}{stop}; "
+              f"evaluate: disentkit evaluate --checkpoint {cfg['out']}", flush=True)
+
+
+def bare_steps(s: Session, n: int) -> float:
+    """Seconds per step of ``n`` steps through the step alone (batches, noise, step; no bookkeeping):
+    the reference the loop's own cost is measured against (benchmarks/bench_loop.py)."""
+    sync = torch.cuda.synchronize if s.members.device.type == "cuda" else (lambda: None)
+    sync()
+    t = time.perf_counter()
+    for _ in range(n):
+        s.step(s.batches.next(), s.members.draw_noise(s.config.batch_size))
+    sync()
+    return (time.perf_counter() - t) / n
+
+
+__all__ = ["bare_steps", "train"]
