@@ -1,7 +1,7 @@
 """The one training engine measured: its own cost per step, and its speed beside the Lightning Trainer path
 it replaced, in the same run.
 
-* **loop cost**: a tiny model (a 64×64 → 8×8 pooling encoder, linear layers) trained through ``fit`` (the
+* **loop cost**: a tiny model (64×64 → 8×8 pooling encoder, linear layers, blank images) through ``fit`` (the
   loop: logging, checkpoint checks, progress bar, callbacks) against the same step called bare in a plain
   Python loop (batches, noise, step). The difference is the loop's own cost, in µs a step (goal ≤ 50 µs:
   < 15 % of a 3,000-steps/s GPU step).
@@ -17,6 +17,8 @@ it replaced, in the same run.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import statistics
@@ -88,6 +90,7 @@ def loop_cost(threads: int, steps: int, repeats: int) -> None:
     import torch
     from torch import nn
 
+    from disentkit.data import DATASETS, DatasetEntry, Factor, FactorDataset
     from disentkit.models import ARCHITECTURES
     from disentkit.train import TrainConfig, fit
     from disentkit.train.loop import bare_steps
@@ -108,31 +111,66 @@ def loop_cost(threads: int, steps: int, repeats: int) -> None:
         dec = nn.Sequential(nn.Linear(latent, 64), nn.Unflatten(1, (1, 8, 8)), nn.Upsample(scale_factor=8))
         return Tiny(latent), dec
 
+    class Blank(FactorDataset):
+        """1,000 blank 64×64 images: a batch costs nothing to gather, so the step is small."""
+
+        name = "blank_bench"
+        factors = (Factor("i", tuple(float(v) for v in range(1000))),)
+
+        def _gather(self, index):
+            return torch.zeros(len(index), 1, 64, 64)
+
     ARCHITECTURES["tiny_bench"] = tiny
-    print(f"\n## the loop's own cost: a tiny model (pooling encoder, linear decoder), batch 16, {steps} steps, "
-          f"best of {repeats} (µs a step)")
+    DATASETS.register(DatasetEntry("blank_bench", Blank, "benchmark only", procedural=True))
+    print(f"\n## the loop's own cost: a tiny model (pooling encoder, linear decoder, blank images), batch 16, "
+          f"{steps} steps, best of {repeats} (µs a step)")
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = TrainConfig(architecture="tiny_bench", batch_size=16, steps=steps, log_every=50, progress=True,
-                          hparams={"beta": 1.0}, out=tmp + "/run", overwrite=True)
-        engine, bare = [], []
-        for _ in range(repeats):
-            marks: list[float] = []
-            fit(TrainConfig(**{**cfg.to_dict(), "hparams": {"beta": 1.0}}), callbacks=[lambda i, logs: marks.append(
-                time.perf_counter())])
-            half = len(marks) // 4          # skip the first quarter (warm-up)
-            engine.append((marks[-1] - marks[half]) / (len(marks) - 1 - half))
-            s = Session.open(TrainConfig(**{**cfg.to_dict(), "out": tmp + "/bare", "overwrite": True}).validate(),
-                             [TrainConfig(**{**cfg.to_dict(), "out": tmp + "/bare"}).validate()], Path(tmp) / "bare",
-                             resume=False)
-            bare_steps(s, steps // 4)
-            bare.append(bare_steps(s, steps - steps // 4))
+        # checkpoints (about 20 a run, by default) are timed apart below: a per-run cost, not a per-step one
+        cfg = TrainConfig(architecture="tiny_bench", dataset="blank_bench", batch_size=16, steps=steps, log_every=50,
+                          progress=True, checkpoint_every=steps, hparams={"beta": 1.0}, out=tmp + "/run",
+                          overwrite=True)
+        (Path(tmp) / "bare").mkdir()
+        bare_cfg = TrainConfig(**{**cfg.to_dict(), "out": tmp + "/bare"}).validate()
+        real_step = Session.step
+        for stub in (False, True):
+            engine, bare = [], []
+            for _ in range(repeats):
+                if stub:  # the step replaced by one returning a real step's logs: only the loop is left to time
+                    s0 = Session.open(bare_cfg, [bare_cfg], Path(tmp) / "bare", resume=False)
+                    logs = real_step(s0, s0.batches.next(), s0.members.draw_noise(16))
+                    Session.step = lambda self, batch, noise: logs
+                marks: list[float] = []
+                with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                    fit(TrainConfig(**{**cfg.to_dict(), "hparams": {"beta": 1.0}}),   # progress bar on, into a buffer
+                        callbacks=[lambda i, logs: marks.append(time.perf_counter())])
+                half = len(marks) // 4          # skip the first quarter (warm-up)
+                engine.append((marks[-1] - marks[half]) / (len(marks) - 1 - half))
+                s = Session.open(bare_cfg, [bare_cfg], Path(tmp) / "bare", resume=False)
+                bare_steps(s, steps // 4)
+                bare.append(bare_steps(s, steps - steps // 4))
+                Session.step = real_step
+                for lg in s.all_loggers():
+                    lg.finalize("success")
+            e, b = min(engine), min(bare)
+            what = "a stub step (the loop alone)" if stub else "the tiny model's step"
+            med = (statistics.median(engine) - statistics.median(bare)) * 1e6
+            print(f"{what:<34}through fit {e * 1e6:>8.1f}, bare {b * 1e6:>8.1f}: loop cost "
+                  f"{(e - b) * 1e6:>6.1f} µs/step (medians {med:.1f}; goal ≤ 50)", flush=True)
+        for name, model in (("tiny model", "tiny_bench"), ("Locatello β-VAE", "locatello")):
+            ck_cfg = TrainConfig(**{**cfg.to_dict(), "architecture": model, "dataset": "dsprites_procedural",
+                                    "out": tmp + "/ck"}).validate()
+            (Path(tmp) / "ck").mkdir(exist_ok=True)
+            s = Session.open(ck_cfg, [ck_cfg], Path(tmp) / "ck", resume=False)
+            bare_steps(s, 2)
+            t = time.perf_counter()
+            for _ in range(5):
+                s.checkpoint()
+            ms = (time.perf_counter() - t) / 5 * 1e3
+            size = (Path(tmp) / "ck" / "training_state.pt").stat().st_size / 1e6
+            print(f"checkpoint, {name:<16}{ms:>8.1f} ms  ({size:.1f} MB state + last.safetensors, fsync'd; "
+                  f"about 20 a run)", flush=True)
             for lg in s.all_loggers():
                 lg.finalize("success")
-    e, b = min(engine), min(bare)
-    print(f"{'through fit (loop)':<28}{e * 1e6:>10.1f} µs/step")
-    print(f"{'bare step':<28}{b * 1e6:>10.1f} µs/step")
-    print(f"{'loop cost':<28}{(e - b) * 1e6:>10.1f} µs/step   (medians: "
-          f"{(statistics.median(engine) - statistics.median(bare)) * 1e6:.1f} µs; goal ≤ 50)", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -140,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--old-src", type=Path, help="src/ folder of the Trainer-path checkout to compare with")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (set deliberately: shared machines)")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--steps", default="5,45", help="N1,N2: the two run lengths of the old-vs-new timing")
+    ap.add_argument("--steps", default="5,65", help="N1,N2: the two run lengths of the old-vs-new timing")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--loop-steps", type=int, default=3000)
     ap.add_argument("--skip", default="", help="comma list: loop,old")

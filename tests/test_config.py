@@ -86,6 +86,17 @@ def test_another_models_flag_is_refused_in_train_and_sweep(tmp_path, capsys):
     assert "gamma" in sweep_err and "beta_vae" in sweep_err and len(sweep_err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("defaults, needle", [("{steps: many}", "--steps (steps) expects an integer, got 'many'"),
+                                              ("{lr: fast}", "--lr (lr) expects a number, got 'fast'"),
+                                              ("{betta: 2}", "'betta' is neither a `disentkit train` option")])
+def test_a_sweep_reports_a_wrong_type_or_unknown_key_in_one_line(tmp_path, capsys, defaults, needle):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(f"name: s\ndefaults: {defaults}\nstages:\n  - model: beta_vae\n")
+    assert main(["sweep", str(sweep), "--out", str(tmp_path / "sw")]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "sw").exists()
+
+
 def test_print_config_prints_the_merged_config_and_trains_nothing(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("model: beta_tcvae\nlr: 1e-4\nsteps: 10\n")

@@ -42,3 +42,47 @@ def test_failure_is_reported_and_the_rest_goes_on(tmp_path):
     paths = aggregate(tmp_path / "s")
     md = paths["markdown"].read_text()
     assert "3/5 runs done" in md and "| 0/1 |" in md                     # the failed configuration: no values
+
+
+def test_a_killed_sweep_continues_a_partly_trained_run(tmp_path):
+    """SIGKILL while a run trains, after its first checkpoint: the restarted sweep continues that run from
+    its training state (not from scratch) and ends with the weights of the run trained uninterrupted."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import torch
+    import yaml
+    from safetensors.torch import load_file
+
+    from disentkit.cli import main
+
+    cfg = tmp_path / "long.yaml"
+    cfg.write_text(yaml.safe_dump({"name": "long", "defaults": {"steps": 40, "batch_size": 8, "log_every": 1,
+                                                                "latent_dim": 3, "checkpoint_every": 4},
+                                   "seeds": [0], "metrics": {"mig": {"num_train": 300}},
+                                   "stages": [{"name": "a", "model": "beta_vae", "grid": {"beta": [4]}}]}))
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    out, ref = tmp_path / "out", tmp_path / "ref"
+    proc = subprocess.Popen([sys.executable, "-m", "disentkit", "sweep", str(cfg), "--out", str(out), "--threads", "1"],
+                            env={**os.environ, "PYTHONPATH": src}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.time()
+    while not list(out.glob("runs/*/training_state.pt")):
+        assert proc.poll() is None and time.time() - t0 < 120, "the sweep ended before its run checkpointed"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (run,) = list((out / "runs").iterdir())
+    assert not (run / "DONE").exists()
+    again = subprocess.run([sys.executable, "-m", "disentkit", "sweep", str(cfg), "--out", str(out), "--threads", "1"],
+                           env={**os.environ, "PYTHONPATH": src}, capture_output=True, text=True)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "continuing" in (run / "log.txt").read_text()
+    assert main(["sweep", str(cfg), "--out", str(ref), "--threads", "1"]) == 0
+    a, b = load_file(run / "model.safetensors"), load_file(ref / "runs" / run.name / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((run / "metrics.json").read_text())["results"] == \
+        json.loads((ref / "runs" / run.name / "metrics.json").read_text())["results"]

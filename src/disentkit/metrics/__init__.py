@@ -54,7 +54,7 @@ def evaluate(encode_fn: EncodeFn, dataset, metrics: str | list[str] = "mig", see
 
 
 __all__ = ["CodeSource", "METRICS", "MetricSpec", "SPECS", "EncodeFn", "beta_vae_score", "completeness", "dci",
-           "dci_from_codes", "disentanglement", "evaluate", "factor_vae_from_codes", "factor_vae_score", "generate_batch_factor_code",
-           "im", "im_from_codes", "im_from_mi", "irs", "irs_from_codes", "mig", "mig_from_codes", "modularity",
+           "dci_from_codes", "disentanglement", "evaluate", "factor_vae_from_codes", "factor_vae_score",
+           "generate_batch_factor_code", "im", "im_from_codes", "im_from_mi", "irs", "irs_from_codes", "mig", "mig_from_codes", "modularity",
            "modularity_from_codes", "modularity_from_mi", "representation_function", "resolve_metrics", "sap",
            "sap_from_codes", "unsupervised", "unsupervised_from_codes"]

@@ -13,7 +13,8 @@ from scipy.optimize import linear_sum_assignment
 
 from ..data import FactorDataset
 from .mig import _sample
-from .utils import METRICS, EncodeFn, MetricSpec, discrete_entropy, discrete_mutual_info, histogram_discretize, run_metric
+from .utils import (METRICS, EncodeFn, MetricSpec, discrete_entropy, discrete_mutual_info, histogram_discretize,
+                    run_metric)
 
 
 def im_from_mi(mi: np.ndarray, entropy: np.ndarray) -> dict:

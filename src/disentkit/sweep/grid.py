@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DisentkitError
-from ..train.config import TrainConfig, load_yaml
+from ..train.config import TrainConfig, convert, load_yaml
 
 #: TrainConfig fields that say how/where a run executes, not what it computes: kept out of run ids.
 EXECUTION_KEYS = ("out", "device", "threads", "progress", "overwrite", "init_from", "data_root")
@@ -231,7 +231,10 @@ def expand(raw: dict[str, Any], steps: int | None = None, seeds: list[int] | Non
     defaults = dict(raw.get("defaults") or {})
     if not isinstance(defaults, dict):
         raise DisentkitError("sweep config: 'defaults' must be a mapping of option: value")
-    base_steps = int(_number(defaults.get("steps", TrainConfig.steps)))
+    try:
+        base_steps = convert("steps", defaults.get("steps", TrainConfig.steps), int)
+    except DisentkitError as e:
+        raise DisentkitError(f"sweep config: defaults: {e}") from None
     scale = None if steps is None else steps / base_steps
     if steps is not None and steps <= 0:
         raise DisentkitError(f"--steps must be positive, got {steps}")

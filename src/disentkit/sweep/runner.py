@@ -142,7 +142,8 @@ def _schedule(sweep: Sweep, out: Path, be: Backend, printer: Callable[[str], Non
                     log_dirs.update({g.run_id: f for g, f in zip(group, folders)})  # each member logs in its folder
                 for spec in group:
                     prog.running[spec.run_id] = time.time()
-                    log_event(out, event="start", run=spec.run_id, pid=pid, **({"fused": len(group)} if len(group) > 1 else {}))
+                    fused = {"fused": len(group)} if len(group) > 1 else {}
+                    log_event(out, event="start", run=spec.run_id, pid=pid, **fused)
                 prog.line(f"started {group[0].run_id}" if len(group) == 1 else
                           f"started {len(group)} runs as one fused ensemble: {', '.join(g.run_id for g in group)}")
             if prog.running and time.time() - prog.last_line >= heartbeat:

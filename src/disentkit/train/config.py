@@ -170,7 +170,8 @@ class TrainConfig:
              "--early-stopping-patience needs a validation split: give --split 0.8,0.1,0.1 (or --val-fraction)"),
             (self.architecture in ARCHITECTURES,
              f"unknown --architecture '{self.architecture}'; choose one of: {', '.join(ARCHITECTURES)}"),
-            (not (self.cuda_graphs and self.compile != "off"), "--cuda-graphs and --compile exclude each other; pick one"),
+            (not (self.cuda_graphs and self.compile != "off"),
+             "--cuda-graphs and --compile exclude each other; pick one"),
             (not (self.cuda_graphs and self.precision == "16-mixed"),
              "--cuda-graphs cannot capture 16-mixed's gradient scaler (it reads the device); use bf16-mixed"),
         ]

@@ -23,9 +23,10 @@ StepFn = Callable[[torch.Tensor, dict[str, torch.Tensor]], dict[str, torch.Tenso
 
 def make_adam(params: list[torch.Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999),
               capturable: bool = False) -> torch.optim.Adam:
-    """Adam(β₁ 0.9, β₂ 0.999, ε 1e-8) as disentanglement_lib, or the phase's own betas. On CUDA the fused kernel (one launch for
-    all tensors), or the capturable one when the step is captured in a CUDA graph. On a CPU the foreach
-    one (2-core CPU, the Locatello β-VAE: 1.8 ms a step against 6.0 ms for the default per-tensor loop):
+    """Adam(β₁ 0.9, β₂ 0.999, ε 1e-8) as disentanglement_lib, or the phase's own betas. On CUDA the fused
+    kernel (one launch for all tensors), or the capturable one when the step is captured in a CUDA graph.
+    On a CPU the foreach one (2-core CPU, the Locatello β-VAE: 1.8 ms a step against 6.0 ms for the default
+    per-tensor loop):
     the same elementwise kernels, so a member of a stacked ensemble gets its single run's numbers. The
     CPU fused kernel is faster still (0.5 ms) but rounds differently with a tensor's alignment, and
     stacked members then drift from their single runs (test_ensemble.py)."""

@@ -135,8 +135,8 @@ class Session:
         """Put the run back where its state was saved; returns each member's logged rows up to then."""
         outs = [c["out"] for c in self.cfgs]
         if state["members"] != outs:
-            raise DisentkitError(f"{self.run_dir / STATE_FILE} belongs to other members ({', '.join(state['members'])}); "
-                                 "start the run again with --overwrite")
+            raise DisentkitError(f"{self.run_dir / STATE_FILE} belongs to other members "
+                                 f"({', '.join(state['members'])}); start the run again with --overwrite")
         self.members.module().load_state_dict(state["model"])
         self.step_fn.load_state_dict(state["step"])
         self.batches.load_state_dict(state["batches"])
