@@ -240,7 +240,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         validate_runs(sweep.runs)
         for r in sweep.runs:
-            print(f"{r.run_id:<60} steps={r.train.get('steps')} {'<- ' + r.parent if r.parent else ''}")
+            length = f"epochs={r.train['epochs']}" if r.train.get('epochs') else f"steps={r.train.get('steps', 3000)}"
+            print(f"{r.run_id:<60} {length} {'<- ' + r.parent if r.parent else ''}")
         print(f"{len(sweep.runs)} runs (config hash {sweep.config_hash[:8]})")
         return 0
     workers = args.workers if args.workers is not None else (1 if args.backend == "local" else 0)

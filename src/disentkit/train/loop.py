@@ -35,40 +35,42 @@ def train(config: TrainConfig, members: list[TrainConfig], run_dir: Path, resume
     Each of ``callbacks`` is called as ``fn(step, logs)`` after every step (logs: the step's device tensors)."""
     s = Session.open(config, members, run_dir, resume)
     t0 = time.time()
-    with s.deterministic(), s.progress_bar() as bar:
-        for i in range(s.done, s.total):
-            logs = s.step(s.batches.next(), s.members.draw_noise(config.batch_size))
-            s.done = i + 1
-            if s.done % config.log_every == 0 or s.done == s.total:
-                s.last_logs = s.write_logs(i, logs)
-                bar.set_postfix_str(s.postfix(), refresh=False)
-            if s.val_every and s.done % s.val_every == 0:
-                s.validate(i)
-            if config.eval_every and s.done % config.eval_every == 0:
-                s.log_metrics(i)
-            if s.done % s.checkpoint_every == 0 and s.done < s.total:
-                s.checkpoint()
-            bar.update(1)
-            for fn in callbacks:
-                fn(i, logs)
-            if s.all_stopped():
-                break
-    finish(s, time.time() - t0)
+    with s.deterministic():
+        with s.progress_bar() as bar:
+            for i in range(s.done, s.total):
+                logs = s.step(s.batches.next(), s.members.draw_noise(config.batch_size))
+                s.done = i + 1
+                if s.done % config.log_every == 0 or s.done == s.total:
+                    s.last_logs = s.write_logs(i, logs)
+                    bar.set_postfix_str(s.postfix(), refresh=False)
+                if s.val_every and s.done % s.val_every == 0:
+                    s.validate(i)
+                if config.eval_every and s.done % config.eval_every == 0:
+                    s.log_metrics(i)
+                if s.done % s.checkpoint_every == 0 and s.done < s.total:
+                    s.checkpoint()
+                bar.update(1)
+                for fn in callbacks:
+                    fn(i, logs)
+                if s.all_stopped():
+                    break
+        finish(s, time.time() - t0)
     return run_dir
 
 
 def finish(s: Session, seconds: float) -> None:
-    """Final weights of every member still training, the final training state, test losses, last line."""
+    """Final weights of every member still training, test losses, then the final training state (last: a run
+    killed before it is resumed from its last checkpoint and redoes all of this), and the last line."""
     for i, cfg in enumerate(s.cfgs):
         out = Path(cfg["out"])
         if not s.trackers[i].stopped:
             save_checkpoint(out / "model.safetensors", s.members.member_state(i), cfg, step=s.done)
         (out / "last.safetensors").unlink(missing_ok=True)
-    s.flush_logs()
-    save_state(s.run_dir / STATE_FILE, s.state())
     tests = s.test_losses()
+    s.flush_logs()
     for lg in s.all_loggers():
         lg.finalize("success")
+    save_state(s.run_dir / STATE_FILE, s.state())
     print_summary(s, seconds, tests)
 
 

@@ -14,6 +14,7 @@ import csv
 import json
 import math
 import re
+import shutil
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -117,8 +118,6 @@ class Session:
             out = Path(cfg["out"])
             for stale in ("csv", "tb"):
                 if (out / stale).is_dir():
-                    import shutil
-
                     shutil.rmtree(out / stale)
             (out / "last.safetensors").unlink(missing_ok=True)
             member = {k: v for k, v in cfg.items() if k not in ("channels", "factor_names", "num_images", "num_train")}
@@ -265,9 +264,9 @@ class Session:
             state, _, meta = read_checkpoint(ckpt)
             model = Single(cfg, self.device)
             model.module().load_state_dict(state)
+            step = torch.tensor(int(meta.get("step", 0)), device=self.device)   # the checkpoint's own step
             res = held_out_losses(model, fixed_batches(self.dataset, self.indices.test, self.config.batch_size,
-                                                       self.device), self.step_fn.count,
-                                  [int(cfg["seed"]) + TEST_SEED])[0]
+                                                       self.device), step, [int(cfg["seed"]) + TEST_SEED])[0]
             record = {"checkpoint": ckpt.name, "step": int(meta.get("step", 0)), "num_images": len(self.indices.test),
                       "test": res}
             (folder / "test_losses.json").write_text(json.dumps(record, indent=1))
