@@ -6,9 +6,9 @@ it replaced, in the same run.
   Python loop (batches, noise, step). The difference is the loop's own cost, in µs a step (goal ≤ 50 µs:
   < 15 % of a 3,000-steps/s GPU step).
 * **old vs new** (``--old-src PATH``: a checkout of the Trainer-path commit, e.g. ``git worktree add
-  ../old e572e1e``): ``fit()`` of the same configs, old code and new, each timed in a fresh process as
-  (T(N₂ steps) − T(N₁ steps)) / (N₂ − N₁), which cancels start-up; windows interleaved round by round.
-  Ratio ≥ 0.95 is the goal (the new engine no slower).
+  ../old e572e1e``): ``fit()`` of the same configs, old code and new, each in a fresh process, the steps
+  after a warm-up timed by a callback (the old path's a Lightning callback added to the Trainer ``fit``
+  makes, the engine's ``fit(callbacks=...)``); rounds interleaved. Ratio ≥ 0.95 is the goal.
 
     python benchmarks/bench_engine.py --old-src ../old/src            # both parts
     python benchmarks/bench_engine.py --skip old                      # the loop cost only
@@ -42,40 +42,52 @@ CASES = {
 TIMED_FIT = r"""
 import json, sys, tempfile, time, torch
 torch.set_num_threads(int(sys.argv[2]))
+import disentkit.train.run as run
 from disentkit.train import TrainConfig, fit
-from disentkit.train.run import keep_freed_memory
-keep_freed_memory()
-spec = json.loads(sys.argv[1])
+run.keep_freed_memory()
+spec, warmup = json.loads(sys.argv[1]), int(sys.argv[3])
+marks = []
+if hasattr(run, "make_trainer"):  # the Trainer path: a Lightning callback added to the trainer fit() makes
+    import lightning as L
+
+    class Marks(L.Callback):
+        def on_train_batch_end(self, *args):
+            marks.append(time.perf_counter())
+
+    real = run.make_trainer
+    run.make_trainer = lambda config, run_dir, device, callbacks, *a, **k: real(
+        config, run_dir, device, [*callbacks, Marks()], *a, **k)
+    kwargs = {}
+else:                             # the engine: fit's own callbacks
+    kwargs = {"callbacks": [lambda step, logs: marks.append(time.perf_counter())]}
 with tempfile.TemporaryDirectory() as tmp:
-    cfg = TrainConfig(out=tmp + "/run", progress=False, log_every=50, checkpoint_every=100000, **spec)
-    t = time.perf_counter()
-    fit(cfg)
-    print("SECONDS", time.perf_counter() - t)
+    fit(TrainConfig(out=tmp + "/run", progress=False, log_every=50, checkpoint_every=100000, **spec), **kwargs)
+print("SECONDS", (marks[-1] - marks[warmup]) / (len(marks) - 1 - warmup))
 """
 
 
-def timed_fit(src: Path, spec: dict, threads: int) -> float:
-    """Seconds of one ``fit(spec)`` in a fresh process importing disentkit from ``src``."""
+def timed_fit(src: Path, spec: dict, threads: int, warmup: int) -> float:
+    """Seconds a step of ``fit(spec)`` after ``warmup`` steps, in a fresh process importing disentkit from
+    ``src`` (timed by a callback: start-up and the last step's saving are left out)."""
     env = {**os.environ, "PYTHONPATH": str(src)}
-    res = subprocess.run([sys.executable, "-c", TIMED_FIT, json.dumps(spec), str(threads)], capture_output=True,
-                         text=True, env=env, cwd=tempfile.gettempdir())
+    res = subprocess.run([sys.executable, "-c", TIMED_FIT, json.dumps(spec), str(threads), str(warmup)],
+                         capture_output=True, text=True, env=env, cwd=tempfile.gettempdir())
     for line in res.stdout.splitlines():
         if line.startswith("SECONDS"):
             return float(line.split()[1])
     raise RuntimeError((res.stderr.strip().splitlines() or ["no output"])[-1])
 
 
-def old_vs_new(old_src: Path, threads: int, n1: int, n2: int, repeats: int, batch: int) -> None:
+def old_vs_new(old_src: Path, threads: int, steps: int, warmup: int, repeats: int, batch: int) -> None:
     new_src = ROOT / "src"
-    print(f"\n## old Trainer path vs the engine: fit() of the same config, batch {batch}, per-step seconds = "
-          f"(T({n2}) − T({n1})) / {n2 - n1}, {repeats} interleaved rounds, each fit in its own process")
+    print(f"\n## old Trainer path vs the engine: fit() of the same config, batch {batch}, {steps} steps, the mean "
+          f"step after {warmup} timed by a callback; {repeats} interleaved rounds, each fit in its own process")
     times: dict[tuple[str, str], list[float]] = {}
     for _ in range(repeats):
         for case, spec in CASES.items():
             for which, src in (("old", old_src), ("new", new_src)):
-                short = timed_fit(src, {**spec, "steps": n1, "batch_size": batch}, threads)
-                long = timed_fit(src, {**spec, "steps": n2, "batch_size": batch}, threads)
-                times.setdefault((case, which), []).append((long - short) / (n2 - n1))
+                sec = timed_fit(src, {**spec, "steps": steps, "batch_size": batch}, threads, warmup)
+                times.setdefault((case, which), []).append(sec)
     print(f"{'case':<28}{'old steps/s':>12}{'new steps/s':>12}{'new/old best':>14}{'new/old median':>16}")
     for case, spec in CASES.items():
         old, new = times[(case, "old")], times[(case, "new")]
@@ -87,6 +99,7 @@ def old_vs_new(old_src: Path, threads: int, n1: int, n2: int, repeats: int, batc
 
 def loop_cost(threads: int, steps: int, repeats: int) -> None:
     """The loop's own µs a step: fit() of a tiny model against its step called bare (same batches)."""
+    import numpy as np
     import torch
     from torch import nn
 
@@ -123,7 +136,7 @@ def loop_cost(threads: int, steps: int, repeats: int) -> None:
     ARCHITECTURES["tiny_bench"] = tiny
     DATASETS.register(DatasetEntry("blank_bench", Blank, "benchmark only", procedural=True))
     print(f"\n## the loop's own cost: a tiny model (pooling encoder, linear decoder, blank images), batch 16, "
-          f"{steps} steps, best of {repeats} (µs a step)")
+          f"{steps * repeats} steps (µs a step)")
     with tempfile.TemporaryDirectory() as tmp:
         # checkpoints (about 20 a run, by default) are timed apart below: a per-run cost, not a per-step one
         cfg = TrainConfig(architecture="tiny_bench", dataset="blank_bench", batch_size=16, steps=steps, log_every=50,
@@ -133,29 +146,40 @@ def loop_cost(threads: int, steps: int, repeats: int) -> None:
         bare_cfg = TrainConfig(**{**cfg.to_dict(), "out": tmp + "/bare"}).validate()
         real_step = Session.step
         for stub in (False, True):
-            engine, bare = [], []
-            for _ in range(repeats):
-                if stub:  # the step replaced by one returning a real step's logs: only the loop is left to time
-                    s0 = Session.open(bare_cfg, [bare_cfg], Path(tmp) / "bare", resume=False)
-                    logs = real_step(s0, s0.batches.next(), s0.members.draw_noise(16))
-                    Session.step = lambda self, batch, noise: logs
-                marks: list[float] = []
-                with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                    fit(TrainConfig(**{**cfg.to_dict(), "hparams": {"beta": 1.0}}),   # progress bar on, into a buffer
-                        callbacks=[lambda i, logs: marks.append(time.perf_counter())])
-                half = len(marks) // 4          # skip the first quarter (warm-up)
-                engine.append((marks[-1] - marks[half]) / (len(marks) - 1 - half))
-                s = Session.open(bare_cfg, [bare_cfg], Path(tmp) / "bare", resume=False)
-                bare_steps(s, steps // 4)
-                bare.append(bare_steps(s, steps - steps // 4))
-                Session.step = real_step
-                for lg in s.all_loggers():
-                    lg.finalize("success")
-            e, b = min(engine), min(bare)
+            if stub:  # the step replaced by one returning a real step's logs: only the loop is left to time
+                s0 = Session.open(bare_cfg, [bare_cfg], Path(tmp) / "bare", resume=False)
+                logs = real_step(s0, s0.batches.next(), s0.members.draw_noise(16))
+                Session.step = lambda self, batch, noise: logs
+            # windows of W steps through the loop alternate, in the same process, with W steps of the same
+            # step called bare (from a callback, on a second session): each pair saw the same machine load
+            bare_s = Session.open(bare_cfg, [bare_cfg], Path(tmp) / "bare", resume=False)
+            window, pairs = max(50, steps // 20), []
+            clock: dict[str, float] = {}
+
+            def alternate(i: int, logs: dict) -> None:
+                if (i + 1) % window:
+                    return
+                now = time.perf_counter()
+                engine = (now - clock["t"]) / window if "t" in clock else None
+                bare = bare_steps(bare_s, window)           # under the loop's deterministic setting
+                if engine is not None:
+                    pairs.append((engine, bare))
+                clock["t"] = time.perf_counter()
+
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                fit(TrainConfig(**{**cfg.to_dict(), "steps": steps * repeats, "hparams": {"beta": 1.0}}),
+                    callbacks=[alternate])                   # progress bar on, into a buffer
+            Session.step = real_step
+            for lg in bare_s.all_loggers():
+                lg.finalize("success")
+            pairs = pairs[len(pairs) // 5:]                 # the first fifth: warm-up
+            diff = [e - b for e, b in pairs]
             what = "a stub step (the loop alone)" if stub else "the tiny model's step"
-            med = (statistics.median(engine) - statistics.median(bare)) * 1e6
-            print(f"{what:<34}through fit {e * 1e6:>8.1f}, bare {b * 1e6:>8.1f}: loop cost "
-                  f"{(e - b) * 1e6:>6.1f} µs/step (medians {med:.1f}; goal ≤ 50)", flush=True)
+            e_med, b_med = (statistics.median(x[k] for x in pairs) * 1e6 for k in (0, 1))
+            print(f"{what:<30}through fit {e_med:>8.1f}, bare {b_med:>8.1f}: loop cost "
+                  f"{statistics.median(diff) * 1e6:>6.1f} µs/step (median of {len(pairs)} paired windows of {window}; "
+                  f"quartiles "
+                  f"{np.percentile(diff, 25) * 1e6:.0f}..{np.percentile(diff, 75) * 1e6:.0f}; goal ≤ 50)", flush=True)
         for name, model in (("tiny model", "tiny_bench"), ("Locatello β-VAE", "locatello")):
             ck_cfg = TrainConfig(**{**cfg.to_dict(), "architecture": model, "dataset": "dsprites_procedural",
                                     "out": tmp + "/ck"}).validate()
@@ -178,7 +202,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--old-src", type=Path, help="src/ folder of the Trainer-path checkout to compare with")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (set deliberately: shared machines)")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--steps", default="5,65", help="N1,N2: the two run lengths of the old-vs-new timing")
+    ap.add_argument("--steps", type=int, default=50, help="steps of each old-vs-new fit (after --warmup more)")
+    ap.add_argument("--warmup", type=int, default=10, help="steps of each old-vs-new fit left out of its timing")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--loop-steps", type=int, default=3000)
     ap.add_argument("--skip", default="", help="comma list: loop,old")
@@ -192,12 +217,12 @@ def main(argv: list[str] | None = None) -> None:
         if Path("/proc/cpuinfo").is_file() else "?"
     print(f"# bench_engine: torch {torch.__version__}, CPU {cpu}, {os.cpu_count()} cores, threads {args.threads}")
     if args.quick:
-        args.repeats, args.loop_steps, args.steps = 1, 200, "2,6"
+        args.repeats, args.loop_steps, args.steps, args.warmup = 1, 200, 4, 2
     if "loop" not in skip:
         loop_cost(args.threads, args.loop_steps, args.repeats)
     if "old" not in skip and args.old_src:
-        n1, n2 = (int(x) for x in args.steps.split(","))
-        old_vs_new(args.old_src.resolve(), args.threads, n1, n2, args.repeats, args.batch)
+        old_vs_new(args.old_src.resolve(), args.threads, args.steps + args.warmup, args.warmup, args.repeats,
+                   args.batch)
     elif "old" not in skip:
         print("\n# old vs new skipped: give --old-src PATH (src/ of the Trainer-path commit)")
 

@@ -242,3 +242,18 @@ def test_every_fusable_objective_builds_stacked(model):
     noise = members.draw_noise(4)
     out = members.run_phase(phase, torch.rand(2, 4, 1, 64, 64).round(), noise, torch.tensor(0), {})
     assert out.loss.shape == (2,)
+
+
+def test_evaluate_takes_device_auto_and_names_a_missing_gpu(tiny_run, capsys):
+    from disentkit.cli import main
+    from disentkit.errors import DisentkitError
+    from disentkit.train.run import resolve_device
+
+    assert main(["evaluate", "--checkpoint", str(tiny_run), "--device", "auto", "--metrics", "mig", "--set",
+                 "mig.num_train=500", "--threads", "1", "--out", str(tiny_run / "auto.json")]) == 0
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(DisentkitError, match="no CUDA GPU is available"):
+            resolve_device("cuda:1")
+    with pytest.raises(DisentkitError, match="--device must be auto, cpu, cuda or cuda:N"):
+        resolve_device("gpu0")

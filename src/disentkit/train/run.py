@@ -28,7 +28,7 @@ RUN_MARKERS = ("model.safetensors", "best.safetensors", "last.safetensors", "met
                "config.yaml", "ensemble.yaml")
 #: what disentkit writes in a run folder (``--overwrite`` removes these and nothing else)
 RUN_FILES = (*RUN_MARKERS, "metrics.previous.json", "test_losses.json", "csv", "tb", "report.html",
-             "reconstructions.png", "traversals.png", "traversals.gif", STATE_FILE + ".part")
+             "reconstructions.png", "traversals.png", "traversals.gif", "kl_per_latent.json", STATE_FILE + ".part")
 
 
 # ---------------------------------------------------------------------- process set-up
