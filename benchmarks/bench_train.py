@@ -27,6 +27,8 @@ process's heap to keep freed memory (``train/run.py``: ``keep_freed_memory``), t
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import statistics
 import subprocess
@@ -237,15 +239,24 @@ def base_config(batch: int, model: str, **kw) -> TrainConfig:
                        hparams=hp, **kw).validate()
 
 
+def same_data(ds) -> str:
+    """Register ``ds`` (the bit-packed grid every path here gathers from) under a name ``fit`` can train on,
+    so that the engine's rows see the baselines' data path."""
+    from disentkit.data import DATASETS, DatasetEntry
+
+    DATASETS.register(DatasetEntry("dsprites_packed_bench", lambda: ds, "benchmark: the packed grid", procedural=True))
+    return "dsprites_packed_bench"
+
+
 def time_disentkit(ds, device, batch: int, steps: int, warmup: int, repeats: int, model: str = "beta_vae",
                    **options) -> list[float]:
-    """``disentkit train``'s path (``fit``: the engine's loop), with speed options; ``ds`` is unused here
-    (fit builds its own dataset, as ``disentkit train`` does; on a CUDA device it is placed there)."""
+    """``disentkit train``'s path (``fit``: the engine's loop), with speed options, on ``ds``."""
     timer = StepTimer(warmup, steps, repeats, device)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = base_config(batch, model, steps=timer.total, out=str(Path(tmp) / "run"), device=str(device),
-                          checkpoint_every=timer.total, **options)
-        fit(cfg, callbacks=[timer])
+                          checkpoint_every=timer.total, dataset=same_data(ds), **options)
+        with contextlib.redirect_stdout(io.StringIO()):  # the run's last line
+            fit(cfg, callbacks=[timer])
     return timer.times
 
 
@@ -255,8 +266,9 @@ def time_ensemble(ds, device, batch: int, members: int, steps: int, warmup: int,
     with tempfile.TemporaryDirectory() as tmp:
         cfg = base_config(batch, model, steps=timer.total, out=str(Path(tmp) / "ens"), device=str(device),
                           checkpoint_every=timer.total, ensemble=[f"seed={','.join(str(i) for i in range(members))}"],
-                          ensemble_rng=rng)
-        fit(cfg, callbacks=[timer])
+                          ensemble_rng=rng, dataset=same_data(ds))
+        with contextlib.redirect_stdout(io.StringIO()):
+            fit(cfg, callbacks=[timer])
     return timer.times
 
 
@@ -347,7 +359,7 @@ def run_window(spec: dict) -> list[float]:
     baselines, as straightforward scripts, do not; a process-wide setting needs a process per path."""
     device = torch.device(spec["device"])
     if spec["kind"] == "disentkit":
-        keep_freed_memory()  # what `disentkit train` does first (train/run.py: setup_cpu)
+        keep_freed_memory()  # what `disentkit train` does first (train/run.py: setup_process)
     ds = load_data(device, verbose=False)
     b, steps, warmup = spec["batch"], spec["steps"], spec["warmup"]
     if spec["kind"] == "eager":
@@ -457,7 +469,8 @@ def main(argv: list[str] | None = None) -> None:
                     "eager loop (baseline)": window("eager", b, warmup),
                     "lightning+DataLoader": window("lightning", b, warmup),
                 }
-                opts: list[tuple[str, dict]] = [("disentkit", {}), ("disentkit --channels-last", {"channels_last": True})]
+                opts: list[tuple[str, dict]] = [("disentkit", {}),
+                                                ("disentkit --channels-last", {"channels_last": True})]
                 if cuda or args.bf16:
                     opts.append(("disentkit bf16-mixed", {"precision": "bf16-mixed"}))
                 if args.compile or cuda:
