@@ -73,7 +73,9 @@ def test_early_stopping_stops_at_the_expected_epoch(tmp_path, capsys):
     assert sorted({int(r) for r in _column(run, "epoch")}) == [0, 1, 2]
     test = json.loads((run / "test_losses.json").read_text())
     assert test["checkpoint"] == "best.safetensors" and test["num_images"] == 32 and test["test"]["loss"] > 0
-    assert f"stopped early at step {3 * per_epoch}" in capsys.readouterr().out
+    out = capsys.readouterr().out.strip().splitlines()[-1]            # the run's last line
+    assert f"stopped early at step {3 * per_epoch}" in out and "active latents (KL > 0.01 nats)" in out
+    assert f"test loss {test['test']['loss']:.2f}" in out and f"disentkit evaluate --checkpoint {run}" in out
 
 
 def _column(run, key):

@@ -82,6 +82,8 @@ def test_kill_9_then_resume_gives_the_uninterrupted_weights(tmp_path, case):
     assert killed, f"the run finished before it could be killed: {proc.stderr.read() if proc.stderr else ''}"
     saved = load_state(state)["done"]
     assert 0 < saved < load_state(state)["total"]
+    last = run / "last.safetensors" if case != "ensemble" else next(run.glob("m00-*/last.safetensors"))
+    assert last.is_file() and not last.with_name("model.safetensors").exists()   # a killed run still evaluates
     assert main(["train", "--resume", str(run)]) == 0
     for name, want in _weights(ref).items():
         got = _weights(run)[name]

@@ -96,6 +96,14 @@ def test_validation_errors_name_the_flag():
         TrainConfig.from_dict({"gamma": 4}).validate()     # nor another model's flag
 
 
+def test_progress_bar_names_the_run_and_shows_the_loss(tmp_path, capsys):
+    fit(TrainConfig(steps=6, batch_size=8, latent_dim=2, log_every=2, threads=1, out=str(tmp_path / "named-run")))
+    captured = capsys.readouterr()
+    assert "named-run" in captured.err and "6/6" in captured.err and "step/s" in captured.err
+    assert "loss " in captured.err and "Traceback" not in captured.err
+    assert "active latents" in captured.out.strip().splitlines()[-1]
+
+
 def test_progress_bar_updates_sparsely_in_log_files():
     """On a terminal the bar refreshes every few steps; into a log file about 20 times a run."""
     from disentkit.train.session import progress_refresh_rate

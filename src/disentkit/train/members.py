@@ -140,8 +140,7 @@ class Members:
 
     def member_vae(self, i: int) -> GaussianVAE:
         """A plain VAE with member i's current weights (for metrics and pictures)."""
-        cfg = self.configs[i]
-        vae = build_vae(cfg)
+        vae = initial_vae(self.configs[i])   # built without touching the global generator
         vae.load_state_dict({k[4:]: v for k, v in self.member_state(i).items() if k.startswith("vae.")})
         return vae.to(self.device).eval()
 
