@@ -124,11 +124,6 @@ class Batches:
         images = self.dataset.images_at(idx.flatten(), check=False)  # in range by construction: no device sync
         return images if self.m == 1 else images.view(self.m, self.batch_size, *images.shape[1:])
 
-    @property
-    def epoch_fraction(self) -> float:
-        """Batches taken in the current epoch over those an epoch has."""
-        return self.position / max(1, self.steps_per_epoch)
-
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> dict[str, Any]:
         if self.epochs and self._epoch_states:  # the shuffle is redrawn from the epoch's start state

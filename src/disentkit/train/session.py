@@ -341,4 +341,4 @@ def read_rows(path: Path, before: int) -> list[dict]:
     return rows
 
 
-__all__ = ["Session", "Tracker", "progress_refresh_rate", "read_rows", "save_state"]
+__all__ = ["Session", "Tracker", "fabric_args", "progress_refresh_rate", "read_rows"]
