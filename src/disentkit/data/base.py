@@ -207,7 +207,7 @@ class ArrayFactorDataset(FactorDataset):
 
     def placement_bytes(self) -> int:
         on_device = isinstance(self.images, torch.Tensor) and self.images.device.type != "cpu"
-        return 0 if on_device else int(np.prod(self.images.shape)) * np.dtype(np.uint8).itemsize
+        return 0 if on_device else int(self.images.nbytes)
 
     def hold_on(self, device: torch.device) -> None:
         self.to(device)

@@ -11,7 +11,6 @@ refuses pickles that would run code; so are Lightning ``.ckpt`` files. Every fil
 from __future__ import annotations
 
 import json
-import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from ..errors import DisentkitError
+from ..files import atomic_file
 from ..models import GaussianVAE
 
 FORMAT = "disentkit-checkpoint-v1"
@@ -116,14 +116,9 @@ def build_vae(config: dict[str, Any]) -> GaussianVAE:
 def save_state(path: str | Path, state: dict[str, Any]) -> Path:
     """Write a training state atomically (``.part``, flushed to disk, then renamed): a kill at any moment
     leaves the previous state or this one, never a torn file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as f:
+    with atomic_file(path, "wb") as f:
         torch.save({"format": STATE_FORMAT, **state}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    return Path(path)
 
 
 def load_state(path: str | Path) -> dict[str, Any]:

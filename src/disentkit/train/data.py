@@ -68,6 +68,11 @@ def plan_indices(num_images: int, fractions: tuple[float, float, float], subsamp
     return Indices(train, val if n_val else None, test if n_test else None, n)
 
 
+def shared_seed(seeds: list[int]) -> int:
+    """The one seed of ``--ensemble-rng shared``: the members' batch generator (their noise generator: + 1)."""
+    return hash(tuple(int(s) for s in seeds)) % (2 ** 31)
+
+
 class Batches:
     """Training batches for ``seeds`` (one member per seed): (B, C, H, W) for one member, (M, B, C, H, W)
     for several. ``rng="shared"`` draws all members' indices from one generator (fewer launches)."""
@@ -77,7 +82,7 @@ class Batches:
         self.dataset, self.batch_size, self.device = dataset, batch_size, torch.device(device)
         self.indices = None if indices is None else indices.to(self.device)
         self.epochs, self.shared, self.m = epochs, rng == "shared", len(seeds)
-        gen_seeds = [hash(tuple(seeds)) % (2 ** 31)] if self.shared else seeds
+        gen_seeds = [shared_seed(seeds)] if self.shared else seeds
         self.gens = [torch.Generator(device=self.device).manual_seed(int(s)) for s in gen_seeds]
         n = dataset.num_images if indices is None else len(indices)
         self.steps_per_epoch = n // batch_size

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .checkpoint import STATE_FILE, save_checkpoint, save_state
+from .checkpoint import STATE_FILE, save_state
 from .config import TrainConfig
 from .session import Session
 from .step import active_latents
@@ -62,10 +62,9 @@ def finish(s: Session, seconds: float) -> None:
     """Final weights of every member still training, test losses, then the final training state (last: a run
     killed before it is resumed from its last checkpoint and redoes all of this), and the last line."""
     for i, cfg in enumerate(s.cfgs):
-        out = Path(cfg["out"])
         if not s.trackers[i].stopped:
-            save_checkpoint(out / "model.safetensors", s.members.member_state(i), cfg, step=s.done)
-        (out / "last.safetensors").unlink(missing_ok=True)
+            s.save_member(i, "model.safetensors")
+        (Path(cfg["out"]) / "last.safetensors").unlink(missing_ok=True)
     tests = s.test_losses()
     s.flush_logs()
     for lg in s.all_loggers():

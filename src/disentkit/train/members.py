@@ -27,6 +27,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from ..errors import DisentkitError
 from ..models import GaussianVAE, Objective, Phase, PhaseOut, VAEOutput, get_objective
 from ..models.layers import set_conv_impl
+from .data import shared_seed
 
 
 def build_objective(cfg: dict[str, Any]) -> Objective:
@@ -93,7 +94,7 @@ class Members:
         seed); ``rng="shared"``: one generator for all."""
         seeds = [int(c["seed"]) for c in self.configs]
         if self.rng == "shared":
-            return [torch.Generator(device=self.device).manual_seed(hash(tuple(seeds)) % (2 ** 31) + 1)]
+            return [torch.Generator(device=self.device).manual_seed(shared_seed(seeds) + 1)]
         gens = []
         for seed, state in zip(seeds, cpu_states):
             g = torch.Generator(device=self.device)

@@ -200,8 +200,9 @@ def resume(run: str | Path, *, setup: bool = False, **overrides: Any) -> Path:
     if not (run_dir / STATE_FILE).is_file() and (run_dir / "model.safetensors").is_file():
         raise DisentkitError(f"{run_dir} finished without a training state (an older disentkit wrote it), so it "
                              f"cannot be continued; start a new run from its weights with --init-from {run_dir}")
-    if overrides.get("steps") is None and overrides.get("epochs") is None and finished(run_dir):
-        raise DisentkitError(f"{run_dir} already trained all {finished(run_dir)} steps; give --steps (or --epochs) "
+    trained = finished(run_dir) if overrides.get("steps") is None and overrides.get("epochs") is None else 0
+    if trained:
+        raise DisentkitError(f"{run_dir} already trained all {trained} steps; give --steps (or --epochs) "
                              "larger than that to train it further")
     if setup:
         setup_process(config.threads)

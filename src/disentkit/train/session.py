@@ -219,14 +219,17 @@ class Session:
                 lg.log_metrics({f"val/{k}": v for k, v in res.items()}, step=i)
             if res["loss"] < t.best:
                 t.best, t.bad = res["loss"], 0
-                save_checkpoint(Path(cfg["out"]) / "best.safetensors", self.members.member_state(m), cfg,
-                                step=self.done, val_loss=t.best)
+                self.save_member(m, "best.safetensors", val_loss=t.best)
             else:
                 t.bad += 1
                 if patience and t.bad >= patience:
                     t.stopped, t.stopped_at = True, self.done
-                    save_checkpoint(Path(cfg["out"]) / "model.safetensors", self.members.member_state(m), cfg,
-                                    step=self.done, stopped_early=True)
+                    self.save_member(m, "model.safetensors", stopped_early=True)
+
+    def save_member(self, m: int, name: str, **meta) -> None:
+        """Member m's weights as a single run's checkpoint ``<its folder>/name``, at the current step."""
+        cfg = self.cfgs[m]
+        save_checkpoint(Path(cfg["out"]) / name, self.members.member_state(m), cfg, step=self.done, **meta)
 
     def all_stopped(self) -> bool:
         return all(t.stopped for t in self.trackers)
@@ -247,10 +250,9 @@ class Session:
     def checkpoint(self) -> None:
         """Logs flushed, each member's ``last.safetensors``, then the training state (all atomic)."""
         self.flush_logs()
-        for m, cfg in enumerate(self.cfgs):
+        for m in range(len(self.cfgs)):
             if not self.trackers[m].stopped:
-                save_checkpoint(Path(cfg["out"]) / "last.safetensors", self.members.member_state(m), cfg,
-                                step=self.done)
+                self.save_member(m, "last.safetensors")
         save_state(self.run_dir / STATE_FILE, self.state())
 
     def test_losses(self) -> list[dict | None]:
