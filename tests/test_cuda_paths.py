@@ -234,6 +234,44 @@ def test_stacked_members_on_the_device_make_no_host_copy():
     assert mode.found == []
 
 
+def test_unplaced_shapes3d_batches_are_coloured_on_the_device_without_a_sync(monkeypatch):
+    """procedural 3D Shapes that does not fit on the GPU colours each batch there from its geometry tables:
+    they are copied to the device once, indexed there (no host read of the indices, no 6 MB copy a batch)."""
+    from disentkit.data.shapes3d_procedural import Shapes3DProcedural
+
+    ds = Shapes3DProcedural(cache_path=None)
+    tables = torch.zeros(480, 3, 64, 64), torch.zeros(480, 3, 64, 64)
+    monkeypatch.setattr(ds, "geometry", lambda: tables)      # the ray casting is not under test
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    index = ds.sample_training_indices(16, gen).to(META)
+    ds.images_at(index, check=False)                         # the first batch copies the tables over
+    with HostTraffic() as mode:
+        batch = ds.images_at(index, check=False)
+    assert mode.found == [] and batch.device.type == "meta" and tuple(batch.shape) == (16, 3, 64, 64)
+
+
+@pytest.mark.parametrize("model", FUSABLE)
+def test_a_compiled_ensemble_loss_is_one_graph(model):
+    """``--compile`` of a fused ensemble compiles its vmapped phase whole: per-member hyperparameters are swapped
+    in as buffers with the weights, and no module is made inside the traced region. (They were set as
+    attributes in a context manager, and dynamo skipped the whole frame: the ensemble ran uncompiled.)"""
+    torch._dynamo.reset()     # every test compiles the same member function: start from an empty cache
+    cfgs = [{**_cfg(model), "seed": s} for s in (0, 1)]
+    members = Stacked(cfgs, torch.device("cpu"), impl="vmap")
+    for phase in type(members.objective).phases:
+        fn = torch.func.vmap(members._member_fn(phase.method), in_dims=(0, 0, 0, 0, 0, None, 0))
+        backend = CountingBackend()
+        compiled = torch.compile(fn, backend=backend, fullgraph=True)   # fullgraph: a graph break raises
+        args = (members.vaes.params(), members.objectives.params(), members.hp, torch.rand(2, 4, 1, 64, 64).round(),
+                members.draw_noise(4), torch.tensor(0))
+        carry = {}
+        if phase is not type(members.objective).phases[0]:
+            carry = members.run_phase(type(members.objective).phases[0], args[3], args[4], args[5], {}).carry
+        out = compiled(*args, carry)
+        eager = fn(*args, carry)
+        assert backend.graphs == 1 and torch.allclose(out[0], eager[0])
+
+
 @pytest.mark.parametrize("model", FUSABLE)
 def test_every_fusable_objective_builds_stacked(model):
     cfgs = [{**_cfg(model), "seed": s} for s in (0, 1)]

@@ -71,17 +71,25 @@ class FactorDataset:
 
     def index_to_factors(self, index: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """Factor classes (N, F) of flat image indices (N,); numpy in, numpy out; torch likewise."""
-        strides, sizes = self._strides, np.asarray(self.factor_sizes, dtype=np.int64)
         if isinstance(index, torch.Tensor):
-            strides_t = torch.as_tensor(strides, device=index.device)
-            sizes_t = torch.as_tensor(sizes, device=index.device)
+            strides_t, sizes_t = self._index_tables(index.device)
             return torch.div(index.long()[:, None], strides_t, rounding_mode="floor") % sizes_t
+        strides, sizes = self._strides, np.asarray(self.factor_sizes, dtype=np.int64)
         return (np.asarray(index, dtype=np.int64)[:, None] // strides) % sizes
+
+    def _index_tables(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Strides and sizes of the factor grid as tensors on ``device``, made once per device (a batch's
+        index arithmetic on a GPU then copies nothing from the host)."""
+        cache = self.__dict__.setdefault("_index_cache", {})
+        if device not in cache:
+            cache[device] = (torch.as_tensor(self._strides, device=device),
+                             torch.as_tensor(np.asarray(self.factor_sizes, dtype=np.int64), device=device))
+        return cache[device]
 
     def factors_to_index(self, factors: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """Flat image indices (N,) of factor classes (N, F)."""
         if isinstance(factors, torch.Tensor):
-            return (factors.long() * torch.as_tensor(self._strides, device=factors.device)).sum(1)
+            return (factors.long() * self._index_tables(factors.device)[0]).sum(1)
         return (np.asarray(factors, dtype=np.int64) * self._strides).sum(1)
 
     def factor_values_of(self, factors: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import DisentkitError
 from ..registry import import_all
 from .utils import (METRICS, CodeSource, EncodeFn, MetricSpec, generate_batch_factor_code, representation_function,
                     run_metrics)
@@ -50,6 +51,10 @@ def evaluate(encode_fn: EncodeFn, dataset, metrics: str | list[str] = "mig", see
     ``{"dci": {"num_train": 2000}}``.
     """
     names = resolve_metrics(metrics)
+    unknown = sorted(set(params or {}) - set(METRICS))
+    if unknown:  # a misspelt metric name would otherwise leave its defaults in force without a word
+        raise DisentkitError(f"metric parameters given for unknown metric(s) {', '.join(unknown)}; the metrics "
+                             f"are: {', '.join(sorted(METRICS))}")
     return run_metrics([SPECS[n] for n in names], encode_fn, dataset, seed, params)
 
 

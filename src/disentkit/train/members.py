@@ -16,9 +16,8 @@ the CPU generator seeded with s_i) and continue that generator for the step's ra
 
 from __future__ import annotations
 
-import contextlib
 import copy
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -218,6 +217,16 @@ class StackedParams(nn.Module):
         self.stacked = nn.ParameterDict({n.replace(".", "__"): nn.Parameter(p.detach().clone())
                                          for n, p in params.items()})
         self._template = [copy.deepcopy(modules[0]).to("meta")]  # a list: not a submodule (no real weights)
+        self._methods: dict[str, _Method] = {}                    # made once: torch.compile traces no module set-up
+
+    def hparams_as_buffers(self, names: list[str]) -> None:
+        """Make the template's hyperparameter attributes (e.g. ``beta``) buffers, so that :meth:`call` swaps in
+        each member's value with its weights (``functional_call``) instead of setting attributes, which
+        ``torch.compile`` cannot trace under ``vmap`` (CUDA_SUSPECTS 11)."""
+        for n in names:
+            value = float(getattr(self.template, n))
+            delattr(self.template, n)
+            self.template.register_buffer(n, torch.tensor(value, device="meta"), persistent=False)
 
     @property
     def template(self) -> nn.Module:
@@ -229,9 +238,16 @@ class StackedParams(nn.Module):
     def member_state(self, i: int) -> dict[str, torch.Tensor]:
         return {n: self.stacked[n.replace(".", "__")][i].detach() for n in self.names}
 
+    def prepare(self, methods: list[str]) -> None:
+        """Make the wrappers :meth:`call` uses for ``methods`` now, outside any traced (compiled) region."""
+        for m in methods:
+            self._methods.setdefault(m, _Method(self.template, m))
+
     def call(self, method: str, params: dict[str, torch.Tensor], *args: Any) -> Any:
         """``template.method(*args)`` with one member's parameters ``params`` (vmappable)."""
-        return functional_call(_Method(self.template, method), {f"module.{k}": v for k, v in params.items()}, args)
+        if method not in self._methods:
+            self._methods[method] = _Method(self.template, method)
+        return functional_call(self._methods[method], {f"module.{k}": v for k, v in params.items()}, args)
 
 
 class _Method(nn.Module):
@@ -265,19 +281,6 @@ class StackedVAE(StackedParams):
         return vmap(one)(self.params(), x)
 
 
-@contextlib.contextmanager
-def hparams_as(objective: nn.Module, values: dict[str, torch.Tensor]) -> Iterator[None]:
-    """Temporarily replace an objective's hyperparameter attributes (e.g. ``beta``) by tensors."""
-    saved = {k: getattr(objective, k) for k in values}
-    try:
-        for k, v in values.items():
-            object.__setattr__(objective, k, v)
-        yield
-    finally:
-        for k, v in saved.items():
-            object.__setattr__(objective, k, v)
-
-
 def tensor_hparams(cls: type[Objective]) -> list[str]:
     """Hyperparameters that may differ between fused members: the loss's real-valued ones (not those that
     configure an optimizer, e.g. FactorVAE's ``disc_lr``)."""
@@ -303,6 +306,8 @@ class Stacked(Members):
         self.vaes = StackedVAE([b[0] for b in built]).to(self.device)
         self.objectives = StackedParams([b[1] for b in built], what=f"the {configs[0]['model']} objective")
         self.objectives.to(self.device)
+        self.objectives.hparams_as_buffers(self.hp_names)
+        self.objectives.prepare([ph.method for ph in cls.phases])
         self.objective = self.objectives.template
         set_conv_impl(self.vaes.template, configs[0].get("conv_impl", "auto"))
         self._owned = phase_param_names(built[0][1])
@@ -322,8 +327,7 @@ class Stacked(Members):
         def one(vae_p, obj_p, hp, x, noise, step, carry):
             def vae(xx: torch.Tensor, eps: torch.Tensor) -> VAEOutput:
                 return self.vaes.member_forward(vae_p, xx, eps)
-            with hparams_as(self.objective, hp):
-                return self.objectives.call(method, obj_p, vae, x, noise, step, carry)
+            return self.objectives.call(method, {**obj_p, **hp}, vae, x, noise, step, carry)
         return one
 
     def run_phase(self, phase, batch, noise, step, carry) -> PhaseOut:
