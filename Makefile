@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 DEMO   ?= runs/demo
 
-.PHONY: venv dev demo test test-fast bench clean
+.PHONY: venv dev demo test test-fast bench gpu-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ test-fast: dev
 
 bench: dev
 	$(BIN)/python benchmarks/run_all.py
+
+# on a CUDA machine (its own Python, e.g. the lent H200's: no venv needed): PASS/FAIL table, exit 1 on a FAIL
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
+gpu-check:
+	PYTHONPATH=src $(GPU_PYTHON) benchmarks/gpu_check.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
