@@ -115,3 +115,21 @@ def test_conv_impl_torch_uses_pytorchs_layers_and_trains_alike(tmp_path):
     assert load_checkpoint(tmp_path / "b").config["conv_impl"] == "torch"
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-5)
+
+
+def test_metrics_during_training_use_monitoring_sizes(monkeypatch, tmp_path):
+    """``--eval-every`` scores on 2,000 points (a fifth of dlib's), FactorVAE/BetaVAE on 200 votes; what the
+    user gives in ``eval_params`` wins; a metric without those parameters keeps its own."""
+    from disentkit import metrics
+    from disentkit.metrics import monitoring_params
+
+    p = monitoring_params(["mig", "dci", "factor_vae_score"], {"mig": {"num_train": 10_000, "num_bins": 10}})
+    assert p["mig"] == {"num_train": 10_000, "num_bins": 10}
+    assert p["dci"] == {"num_train": 2000, "num_test": 1000}
+    assert p["factor_vae_score"] == {"num_train": 200, "num_eval": 100, "num_variance_estimate": 2000}
+    seen = []
+    real = metrics.evaluate
+    monkeypatch.setattr(metrics, "evaluate", lambda *a, **k: seen.append(k["params"]) or real(*a, **k))
+    fit(TrainConfig(steps=2, batch_size=8, latent_dim=3, out=str(tmp_path / "r"), threads=1, progress=False,
+                    eval_every=2, eval_metrics="mig,sap"))
+    assert seen == [{"mig": {"num_train": 2000}, "sap": {"num_train": 2000, "num_test": 1000}}]

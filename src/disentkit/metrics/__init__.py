@@ -40,6 +40,27 @@ def resolve_metrics(spec: str | list[str]) -> list[str]:
     return names
 
 
+#: sample sizes of ``--eval-every`` (metrics logged while training): a tenth to a fifth of dlib's, so that
+#: monitoring costs a few percent of the training it interleaves with; the final ``evaluate`` uses dlib's
+MONITORING = {"num_train": 2000, "num_test": 1000, "num_eval": 500, "num_variance_estimate": 2000}
+MONITORING_VOTES = {"num_train": 200, "num_eval": 100}   # FactorVAE/BetaVAE scores: votes of 64 images each
+
+
+def monitoring_params(names: list[str], overrides: dict[str, dict[str, Any]] | None = None
+                      ) -> dict[str, dict[str, Any]]:
+    """Per-metric parameters for metrics computed during training: :data:`MONITORING` sizes where a
+    metric has them (smaller ones stay), then the user's ``--eval-params`` on top."""
+    out = {}
+    for n in names:
+        defaults = METRICS[n].defaults
+        sizes = {**MONITORING, **(MONITORING_VOTES if "batch_size" in defaults else {})}
+        out[n] = {k: min(v, defaults[k]) for k, v in sizes.items() if k in defaults}
+        out[n].update((overrides or {}).get(n, {}))
+    for n, p in (overrides or {}).items():
+        out.setdefault(n, dict(p))
+    return out
+
+
 def evaluate(encode_fn: EncodeFn, dataset, metrics: str | list[str] = "mig", seed: int = 0,
              params: dict[str, dict[str, Any]] | None = None) -> dict[str, dict]:
     """Run the named metrics; returns {metric: result dict}.
@@ -61,5 +82,6 @@ def evaluate(encode_fn: EncodeFn, dataset, metrics: str | list[str] = "mig", see
 __all__ = ["CodeSource", "METRICS", "MetricSpec", "SPECS", "EncodeFn", "beta_vae_score", "completeness", "dci",
            "dci_from_codes", "disentanglement", "evaluate", "factor_vae_from_codes", "factor_vae_score",
            "generate_batch_factor_code", "im", "im_from_codes", "im_from_mi", "irs", "irs_from_codes", "mig", "mig_from_codes", "modularity",
-           "modularity_from_codes", "modularity_from_mi", "representation_function", "resolve_metrics", "sap",
+           "modularity_from_codes", "modularity_from_mi", "monitoring_params", "representation_function",
+           "resolve_metrics", "sap",
            "sap_from_codes", "unsupervised", "unsupervised_from_codes"]

@@ -236,14 +236,15 @@ class Session:
 
     def log_metrics(self, i: int) -> None:
         """``--eval-every``: the named metrics of every member, logged as ``metrics/<name>``."""
-        from ..metrics import evaluate, representation_function
+        from ..metrics import evaluate, monitoring_params, representation_function
 
+        params = monitoring_params(self.eval_names, self.config.eval_params)
         for m, cfg in enumerate(self.cfgs):
             if self.trackers[m].stopped:
                 continue
             encode = representation_function(self.members.member_vae(m), "mean", seed=int(cfg["seed"]))
             results = evaluate(encode, self.dataset, self.eval_names, seed=int(cfg["seed"]),
-                               params=self.config.eval_params)
+                               params=params)
             for lg in self.loggers[m]:
                 lg.log_metrics({f"metrics/{n}": float(r[n]) for n, r in results.items()}, step=i)
 
