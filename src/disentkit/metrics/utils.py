@@ -261,7 +261,8 @@ def run_metrics(specs: list[MetricSpec], encode_fn: EncodeFn, dataset: FactorDat
     results = {}
     for s in specs:
         codes = {k: source.codes(f) for k, f in draws[s.name].items() if not k.startswith("_")}
-        out = s.score(codes, draws[s.name], dataset=dataset, seed=seed, **merged[s.name])
+        out = s.score(codes, draws[s.name], dataset=dataset, seed=seed, encoder_device=str(source.device),
+                      **merged[s.name])
         out["params"] = {**{k: v for k, v in merged[s.name].items() if k not in s.runtime_params}, "seed": seed}
         results[s.name] = out
     return results
