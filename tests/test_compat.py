@@ -46,7 +46,8 @@ def test_an_old_config_reproduces_and_an_old_checkpoint_starts_a_run(old_run, tm
     want, got = load_file(old_run / "model.safetensors"), load_file(out / "model.safetensors")
     assert sorted(got) == sorted(want)
     for k in want:
-        torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=1e-6, msg=k)
+        # atol: the fixture was written on an AVX-512 EPYC; on an AVX2 one oneDNN's rounding leaves 2.8e-6
+        torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=2e-5, msg=k)
     child = tmp_path / "child"
     assert main(["train", "--model", "lambda_beta_vae", "--init-from", str(old_run), "--latent-dim", "2",
                  "--steps", "1", "--batch-size", "4", "--lr", "1e-12", "--out", str(child), "--no-progress",
