@@ -71,7 +71,8 @@ def dci_compare(enc, ds, params: dict, seeds: int) -> None:
         t = time.perf_counter()
         out = dci_from_codes(*args, backend=backend, n_jobs=p["n_jobs"], seed=seed, device=str(src.device))
         rows[(backend, seed)] = (time.perf_counter() - t, out)
-        print(f"{backend:<10}{seed:>5}{rows[(backend, seed)][0]:>9.1f}s  " + "".join(f"{out[k]:>23.4f}" for k in DCI_KEYS))
+        print(f"{backend:<10}{seed:>5}{rows[(backend, seed)][0]:>9.1f}s  "
+              + "".join(f"{out[k]:>23.4f}" for k in DCI_KEYS))
     ref = [out for (b, _), (_, out) in rows.items() if b == "sklearn"]
     if ref:
         exact = rows[("exact", 0)]
@@ -91,7 +92,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--skip-suite", action="store_true", help="skip the shared whole-suite run")
     ap.add_argument("--set", action="append", default=[], metavar="METRIC.PARAM=VALUE", help="override a default")
-    ap.add_argument("--dci-seeds", type=int, default=0, help="DCI section: exact vs sklearn with this many random states")
+    ap.add_argument("--dci-seeds", type=int, default=0,
+                    help="DCI section: exact vs sklearn with this many random states")
     ap.add_argument("--dci-only", action="store_true", help="only the DCI section")
     args = ap.parse_args()
     from disentkit.cli import parse_sets
