@@ -141,9 +141,11 @@ def _first_valid(ps: Presorted, perm: torch.Tensor, prio: torch.Tensor, t: int, 
 
 
 def _route(x: torch.Tensor, feat: torch.Tensor, thr: torch.Tensor, node: torch.Tensor) -> torch.Tensor:
-    """Go-left flags of columns of ``x`` (D, M) at their current ``node`` (c, M) of one level's splits."""
-    xs = torch.nn.functional.embedding(feat, x) <= thr[..., None]  # rows of x: far faster than index_select
-    return xs[:, 0] if feat.shape[1] == 1 else xs.gather(1, node[:, None, :])[:, 0]
+    """Go-left flags of columns of ``x`` (D, M) at their current ``node`` (c, M) of one level's splits
+    (each column's own split looked up: (c, M) work, not (c, S, M))."""
+    if feat.shape[1] == 1:
+        return torch.index_select(x, 0, feat[:, 0]) <= thr
+    return torch.gather(x, 0, feat.gather(1, node)) <= thr.gather(1, node)
 
 
 def grow(r: torch.Tensor, ps: Presorted, prio: torch.Tensor, depth: int, wk: _Work) -> Trees:
@@ -184,6 +186,15 @@ def grow(r: torch.Tensor, ps: Presorted, prio: torch.Tensor, depth: int, wk: _Wo
             c1 = _per_block(st[..., 0] * sums[:, :s_, 0] + (1.0 - start) * st[..., 1], blockseg)
             kw = torch.addcmul(c1, wk.posb, _per_block(st[..., 1], blockseg)).mul_(w).neg_().view(c, npad)
             nw = (n_a * w).view(c, npad)
+        if tie.shape[1]:  # near-tied neighbours (c, M): no split between them; deeper, recheck the pair
+            if level:
+                nxt = perm.reshape(c, -1).gather(1, (tie + 1).clamp(max=d * npad - 1)).long() - rows
+                xf = ps.x.view(-1)
+                keep = xf[ps.tie_f * n + nxt.clamp(0, n - 1)] > xf[ps.tie_f * n + ps.tie_s] + _ft(dev)
+            else:
+                keep = torch.zeros_like(tie, dtype=torch.bool)
+            wk.bad[:c].scatter_(1, tie, ~keep)
+            keep = keep.double()
         for a in range(0, c, sub):  # residuals in each row's order, prefix sums, |objective|, block maxima
             b = min(a + sub, c)
             z = wk.z[:b - a]
@@ -191,16 +202,9 @@ def grow(r: torch.Tensor, ps: Presorted, prio: torch.Tensor, depth: int, wk: _Wo
             z.cumsum_(2)
             wk.bcs[a:b] = z.view(b - a, d, nb, BLOCK)[..., -1]
             torch.addcmul(kw[a:b, None], z, nw[a:b, None], out=z).abs_()  # |n·S_l − n_l·S| / √(n_l n_r)
-            if tie.shape[1]:  # near-tied neighbours: no split between them
+            if tie.shape[1]:
                 zf, tt = z.view(b - a, -1), tie[a:b]
-                if level:
-                    nxt = perm[a:b].reshape(b - a, -1).gather(1, (tt + 1).clamp(max=d * npad - 1)).long() - rows[a:b]
-                    xf = ps.x.view(-1)
-                    bad = xf[ps.tie_f * n + nxt.clamp(0, n - 1)] <= xf[ps.tie_f * n + ps.tie_s] + _ft(dev)
-                else:
-                    bad = torch.ones_like(tt, dtype=torch.bool)
-                zf.scatter_(1, tt, zf.gather(1, tt) * ~bad)
-                wk.bad[a:b].scatter_(1, tt, bad)
+                zf.scatter_(1, tt, zf.gather(1, tt).mul_(keep[a:b]))
             torch.amax(z.view(b - a, d, nb, BLOCK), 3, out=bm[a:b])
         m = z.new_zeros(c, d, s_).scatter_reduce_(2, blockseg[:, None, :].expand(c, d, nb), bm, "amax")
         best = m.amax(1)  # (c, S)
