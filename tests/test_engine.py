@@ -118,14 +118,14 @@ def test_conv_impl_torch_uses_pytorchs_layers_and_trains_alike(tmp_path):
 
 
 def test_metrics_during_training_use_monitoring_sizes(monkeypatch, tmp_path):
-    """``--eval-every`` scores on 2,000 points (a fifth of dlib's), FactorVAE/BetaVAE on 200 votes; what the
+    """``--eval-every`` scores on 2,000 points (a fifth of dlib's; DCI 1,000), FactorVAE/BetaVAE on 200 votes; what the
     user gives in ``eval_params`` wins; a metric without those parameters keeps its own."""
     from disentkit import metrics
     from disentkit.metrics import monitoring_params
 
     p = monitoring_params(["mig", "dci", "factor_vae_score"], {"mig": {"num_train": 10_000, "num_bins": 10}})
     assert p["mig"] == {"num_train": 10_000, "num_bins": 10}
-    assert p["dci"] == {"num_train": 2000, "num_test": 1000}
+    assert p["dci"] == {"num_train": 1000, "num_test": 500}  # its probes, not its encoding, cost
     assert p["factor_vae_score"] == {"num_train": 200, "num_eval": 100, "num_variance_estimate": 2000}
     seen = []
     real = metrics.evaluate
@@ -133,3 +133,15 @@ def test_metrics_during_training_use_monitoring_sizes(monkeypatch, tmp_path):
     fit(TrainConfig(steps=2, batch_size=8, latent_dim=3, out=str(tmp_path / "r"), threads=1, progress=False,
                     eval_every=2, eval_metrics="mig,sap"))
     assert seen == [{"mig": {"num_train": 2000}, "sap": {"num_train": 2000, "num_test": 1000}}]
+
+
+@pytest.mark.parametrize("params, says", [({"dci": {"num_train": 100}}, "not among --eval-metrics"),
+                                          ({"mig": {"num_tests": 100}}, "no parameter(s) num_tests")])
+def test_eval_params_are_checked_before_training(tmp_path, params, says):
+    """A misspelt metric or parameter in ``eval_params`` fails at start, not after the first N steps."""
+    from disentkit.errors import DisentkitError
+
+    with pytest.raises(DisentkitError, match=says.replace("(", r"\(").replace(")", r"\)")):
+        fit(TrainConfig(steps=2, batch_size=8, latent_dim=3, out=str(tmp_path / "r"), threads=1, progress=False,
+                        eval_every=2, eval_metrics="mig", eval_params=params))
+    assert not (tmp_path / "r" / "model.safetensors").exists()

@@ -44,16 +44,21 @@ def resolve_metrics(spec: str | list[str]) -> list[str]:
 #: monitoring costs a few percent of the training it interleaves with; the final ``evaluate`` uses dlib's
 MONITORING = {"num_train": 2000, "num_test": 1000, "num_eval": 500, "num_variance_estimate": 2000}
 MONITORING_VOTES = {"num_train": 200, "num_eval": 100}   # FactorVAE/BetaVAE scores: votes of 64 images each
+#: DCI's probes cost ~1.7 ms a point (100 boosting stages; encoding is cheap): half the others' sample keeps
+#: ``--eval-every 1000 --eval-metrics mig,sap,dci`` under 10 % of the training (docs/benchmarks.md)
+MONITORING_PER_METRIC = {"dci": {"num_train": 1000, "num_test": 500}}
 
 
 def monitoring_params(names: list[str], overrides: dict[str, dict[str, Any]] | None = None
                       ) -> dict[str, dict[str, Any]]:
     """Per-metric parameters for metrics computed during training: :data:`MONITORING` sizes where a
-    metric has them (smaller ones stay), then the user's ``--eval-params`` on top."""
+    metric has them (smaller ones stay; DCI: :data:`MONITORING_PER_METRIC`), then the user's
+    ``--eval-params`` on top."""
     out = {}
     for n in names:
         defaults = METRICS[n].defaults
-        sizes = {**MONITORING, **(MONITORING_VOTES if "batch_size" in defaults else {})}
+        sizes = {**MONITORING, **(MONITORING_VOTES if "batch_size" in defaults else {}),
+                 **MONITORING_PER_METRIC.get(n, {})}
         out[n] = {k: min(v, defaults[k]) for k, v in sizes.items() if k in defaults}
         out[n].update((overrides or {}).get(n, {}))
     for n, p in (overrides or {}).items():

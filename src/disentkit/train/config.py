@@ -86,7 +86,7 @@ class TrainConfig:
                                 "(0: about 20 times a run)", group="output")
     progress: bool = opt(True, "show a progress bar on stderr", group="output")
     eval_every: int = opt(0, "compute --eval-metrics every N steps and log them (0: off); on smaller samples "
-                          "than dlib's (2,000 points; metrics.MONITORING), so that they cost a few percent",
+                          "than dlib's (2,000 points, DCI 1,000; metrics.MONITORING), so that they cost a few percent",
                           group="output")
     eval_metrics: str = opt("mig", "metrics computed during training with --eval-every, e.g. mig,irs",
                             group="output")

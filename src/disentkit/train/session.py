@@ -65,9 +65,16 @@ class Session:
         s.fabric = Fabric(**fabric_args(device, config.precision))
         s.device = s.fabric.device
         if config.eval_every:
-            from ..metrics import resolve_metrics
+            from ..metrics import METRICS, monitoring_params, resolve_metrics
+            from ..metrics.utils import check_params
 
             s.eval_names = resolve_metrics(config.eval_metrics)  # unknown names fail before training
+            unknown = sorted(set(config.eval_params) - set(s.eval_names))
+            if unknown:
+                raise DisentkitError(f"--eval-params names {', '.join(unknown)}, not among --eval-metrics "
+                                     f"{','.join(s.eval_names)}; add it there or drop its parameters")
+            for name, params in monitoring_params(s.eval_names, config.eval_params).items():
+                check_params(METRICS[name], params)  # a wrong parameter fails now, not at the first evaluation
         s.dataset = get_dataset(config.dataset, data_root=config.data_root)
         s.dataset.place(s.device)
         s.indices: Indices = plan_indices(s.dataset.num_images, config.split_fractions(), config.subsample,
