@@ -4,7 +4,7 @@
     PYTHONPATH=src python benchmarks/bench_metrics.py --checkpoint /tmp/run --dci-only --dci-seeds 5
 
 Prints: encoder throughput (plain ``no_grad`` forward in 2048-image batches vs disentkit's
-``representation_function``: channels_last, in-place ReLUs, 256-image chunks, inference_mode), then each metric run alone (its own sampling and encoding), then
+``representation_function``: channels_last, in-place ReLUs, ``CPU_CHUNK``-image chunks, inference_mode), then each metric run alone (its own sampling and encoding), then
 the whole suite through ``evaluate`` (one shared encoding of the union of images). Without
 ``--checkpoint`` a randomly initialised Locatello encoder is used (and the table says so). Timings
 on a shared machine are noisy: use ``--repeats`` and read the minimum.
