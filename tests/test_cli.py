@@ -132,3 +132,35 @@ def test_same_evaluation_needs_the_same_checkpoint_bytes():
     assert not same_evaluation({**ctx, "representation": "sampled"}, ctx)
     legacy = {k: v for k, v in ctx.items() if k != "checkpoint_sha256"}     # written before hashes were kept
     assert same_evaluation(legacy, ctx) and not same_evaluation({**legacy, "checkpoint": "other"}, ctx)
+
+
+def test_version_flag_and_attribute():
+    """``disentkit --version`` prints the installed version, the same as ``disentkit.__version__``."""
+    import disentkit
+
+    out = run_cli("--version")
+    assert out.returncode == 0
+    assert out.stdout.strip() == f"disentkit {disentkit.__version__}"
+    assert disentkit.__version__[0].isdigit() and disentkit.__doc__
+
+
+def test_sweep_modules_import_without_fcntl(monkeypatch, tmp_path):
+    """The sweep's file lock imports ``fcntl`` only when it locks, so ``disentkit.sweep`` imports where it
+    does not exist (Windows); a second lock on the same folder is refused in one line."""
+    import builtins
+    import importlib
+
+    import disentkit.sweep.folders as folders
+    from disentkit.errors import DisentkitError
+
+    real = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name))
+                        if name == "fcntl" else real(name, *a, **k))
+    monkeypatch.delitem(sys.modules, "fcntl", raising=False)
+    importlib.reload(folders)  # no module-level fcntl
+    monkeypatch.setattr(builtins, "__import__", real)
+    importlib.reload(folders)
+    with folders.sweep_lock(tmp_path):
+        with pytest.raises(DisentkitError, match="another `disentkit sweep` is running"):
+            with folders.sweep_lock(tmp_path):
+                pass

@@ -272,6 +272,9 @@ RUN_DATA_ROOT_HELP = ("folder holding real datasets (default: the training run's
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="disentkit",
                                      description="Train, evaluate and compare disentangled representation learners.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"disentkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train_parser(sub)
 

@@ -15,7 +15,6 @@ atomically, last) holds the run's config hash. A folder that holds a different s
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import time
@@ -103,8 +102,8 @@ def sweep_lock(out: Path) -> Iterator[None]:
     processes drop their inherited copy, :func:`drop_inherited_lock`, so none keeps it after the sweep died)."""
     f = open(out / ".lock", "w")
     try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        _lock_file(f, True)
+    except OSError:  # BlockingIOError (POSIX) or PermissionError (Windows): held by another process
         f.close()
         raise DisentkitError(f"another `disentkit sweep` is running in {out}; wait for it or stop it first") from None
     _LOCKS.append(f.fileno())
@@ -112,8 +111,22 @@ def sweep_lock(out: Path) -> Iterator[None]:
         yield
     finally:
         _LOCKS.remove(f.fileno())
-        fcntl.flock(f, fcntl.LOCK_UN)
+        _lock_file(f, False)
         f.close()
+
+
+def _lock_file(f, lock: bool) -> None:
+    """An exclusive, non-blocking lock on an open file (``flock`` on POSIX, ``msvcrt.locking`` on Windows;
+    both die with the process). Imported here, not at module level, so the module imports everywhere."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        f.seek(0)
+        msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK if lock else msvcrt.LK_UNLCK, 1)
+        return
+    fcntl.flock(f, (fcntl.LOCK_EX | fcntl.LOCK_NB) if lock else fcntl.LOCK_UN)
 
 
 _LOCKS: list[int] = []   # this process's sweep-lock descriptors
