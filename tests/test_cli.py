@@ -154,8 +154,13 @@ def test_sweep_modules_import_without_fcntl(monkeypatch, tmp_path):
     from disentkit.errors import DisentkitError
 
     real = builtins.__import__
-    monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name))
-                        if name == "fcntl" else real(name, *a, **k))
+
+    def no_fcntl(name, *args, **kwargs):
+        if name == "fcntl":
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_fcntl)
     monkeypatch.delitem(sys.modules, "fcntl", raising=False)
     importlib.reload(folders)  # no module-level fcntl
     monkeypatch.setattr(builtins, "__import__", real)

@@ -73,7 +73,8 @@ class Session:
             if unknown:
                 raise DisentkitError(f"--eval-params names {', '.join(unknown)}, not among --eval-metrics "
                                      f"{','.join(s.eval_names)}; add it there or drop its parameters")
-            for name, params in monitoring_params(s.eval_names, config.eval_params).items():
+            s.eval_params = monitoring_params(s.eval_names, config.eval_params)
+            for name, params in s.eval_params.items():
                 check_params(METRICS[name], params)  # a wrong parameter fails now, not at the first evaluation
         s.dataset = get_dataset(config.dataset, data_root=config.data_root)
         s.dataset.place(s.device)
@@ -243,15 +244,14 @@ class Session:
 
     def log_metrics(self, i: int) -> None:
         """``--eval-every``: the named metrics of every member, logged as ``metrics/<name>``."""
-        from ..metrics import evaluate, monitoring_params, representation_function
+        from ..metrics import evaluate, representation_function
 
-        params = monitoring_params(self.eval_names, self.config.eval_params)
         for m, cfg in enumerate(self.cfgs):
             if self.trackers[m].stopped:
                 continue
             encode = representation_function(self.members.member_vae(m), "mean", seed=int(cfg["seed"]))
             results = evaluate(encode, self.dataset, self.eval_names, seed=int(cfg["seed"]),
-                               params=params)
+                               params=self.eval_params)
             for lg in self.loggers[m]:
                 lg.log_metrics({f"metrics/{n}": float(r[n]) for n, r in results.items()}, step=i)
 
