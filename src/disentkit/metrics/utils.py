@@ -24,8 +24,9 @@ EncodeFn = Callable[[torch.Tensor], "torch.Tensor | np.ndarray"]
 #: CPU encoding works through a batch this many images at a time (a 4096-image batch's first layer alone is
 #: 0.5 GB). With channels_last and in-place ReLUs, 10k images on the AVX-512 EPYC (docs/benchmarks.md,
 #: 2026-12-02): 0.65 s idle / 1.28 s with both cores busy at 1,024, against 0.70 / 1.79 s at 256, 0.57 /
-#: 1.12 s unchunked and 0.75 / 1.27 s for a plain forward; 256 was chosen on the AVX2 EPYC (1.05 s against
-#: 3.29 s plain). 1,024: better than 256 in both conditions here, and not the extreme of one CPU kind.
+#: 1.12 s unchunked and 0.75 / 1.27 s for a plain forward. On the AVX2 EPYC with the heap kept as
+#: ``disentkit evaluate`` keeps it (``benchmarks/bench_encode.py``): 1.35 / 2.99 s at 1,024, 1.68 / 3.82 s
+#: at 256, 1.32 / 2.82 s at 2,048, 2.06 / 4.07 s plain. 1,024 is within 6 % of the best on both CPU kinds.
 CPU_CHUNK = 1024
 
 
