@@ -131,13 +131,38 @@ class FactorDataset:
         pick = torch.randint(0, m, (n,), generator=generator, device=generator.device)
         return pick if indices is None else indices[pick]
 
+    # ----------------------------------------------------------------- your own data, torch's Dataset
+    @staticmethod
+    def from_arrays(images, factors, names: Sequence[str] | None = None, name: str = "user_data") -> "FactorDataset":
+        """Your images (N, H, W[, C]) or (N, C, H, W) and factor labels (N, F) as a factor dataset
+        (:func:`disentkit.data.arrays.from_arrays`): ``mig(model, FactorDataset.from_arrays(x, y))``."""
+        from .arrays import from_arrays
+
+        return from_arrays(images, factors, names, name)
+
+    @staticmethod
+    def from_file(path, name: str | None = None) -> "FactorDataset":
+        """:meth:`from_arrays` of an ``.npz`` / ``.h5`` file with ``images`` and ``factors`` (and ``names``)."""
+        from .arrays import from_file
+
+        return from_file(path, name)
+
+    def torch_dataset(self, indices: Sequence[int] | None = None):
+        """This dataset (or the images at ``indices``) as a ``torch.utils.data.Dataset`` of
+        (image (C, H, W), factor classes (F,)) pairs, e.g. for a ``DataLoader``."""
+        from .arrays import TorchDataset
+
+        return TorchDataset(self, indices)
+
     # ----------------------------------------------------------------- fast batch access
     def images_at(self, index: torch.Tensor, check: bool = True) -> torch.Tensor:
-        """Float32 images (N, C, H, W) in [0, 1] for a tensor of flat indices, on index's device.
+        """Float32 images (N, C, H, W) in [0, 1] for flat indices (a tensor: on its device; or an array).
 
         ``check=False`` skips the range check, which reads the indices back to the host (a device
         sync on a GPU): for indices that are in range by construction, as training's random batches.
         """
+        if not isinstance(index, torch.Tensor):
+            index = torch.as_tensor(np.asarray(index, dtype=np.int64))
         if check and index.numel() and (int(index.min()) < 0 or int(index.max()) >= self.num_images):
             raise IndexError(f"image index out of range [0, {self.num_images}) for dataset {self.name}")
         return self._gather(index.long())

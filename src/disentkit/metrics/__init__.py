@@ -1,9 +1,10 @@
 """Disentanglement metrics: one file per metric, all on the interface in :mod:`.utils`.
 
-Each registered metric is ``fn(encode_fn, dataset, seed=0, **params) -> dict`` whose dict holds
-the headline value under the metric's own name plus detail and ``params`` (the values used). Any
-function mapping an image batch (N, C, H, W) to codes (N, D) is an encoder, so models trained
-elsewhere can be scored: ``disentkit.metrics.mig(my_encode, get_dataset("dsprites_procedural"))``.
+Each registered metric is ``fn(model, dataset, seed=0, **params) -> dict`` whose dict holds the
+headline value under the metric's own name plus detail and ``params`` (the values used). ``model`` is a
+loaded disentkit model (``disentkit.load(run)``), any ``nn.Module`` or function mapping an image batch
+(N, C, H, W) to codes (N, D) (:func:`as_encode_fn`), so models trained elsewhere can be scored:
+``disentkit.metrics.mig(my_encoder, get_dataset("dsprites_procedural"))``.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from typing import Any
 
 from ..errors import DisentkitError
 from ..registry import import_all
-from .utils import (METRICS, CodeSource, EncodeFn, MetricSpec, generate_batch_factor_code, representation_function,
-                    run_metrics)
+from .utils import (METRICS, CodeSource, EncodeFn, MetricSpec, as_encode_fn, generate_batch_factor_code,
+                    representation_function, run_metrics)
 
 import_all(__name__, __path__, skip=lambda name: name in ("utils", "record"))
 
@@ -84,7 +85,7 @@ def evaluate(encode_fn: EncodeFn, dataset, metrics: str | list[str] = "mig", see
     return run_metrics([SPECS[n] for n in names], encode_fn, dataset, seed, params)
 
 
-__all__ = ["CodeSource", "METRICS", "MetricSpec", "SPECS", "EncodeFn", "beta_vae_score", "completeness", "dci",
+__all__ = ["CodeSource", "METRICS", "MetricSpec", "SPECS", "EncodeFn", "as_encode_fn", "beta_vae_score", "completeness", "dci",
            "dci_from_codes", "disentanglement", "evaluate", "factor_vae_from_codes", "factor_vae_score",
            "generate_batch_factor_code", "im", "im_from_codes", "im_from_mi", "irs", "irs_from_codes", "mig", "mig_from_codes", "modularity",
            "modularity_from_codes", "modularity_from_mi", "monitoring_params", "representation_function",

@@ -71,6 +71,48 @@ def representation_function(vae: torch.nn.Module, representation: str = "mean", 
     return encode
 
 
+def as_encode_fn(model: Any, representation: str = "mean") -> EncodeFn:
+    """What metrics encode with, from what a user holds: a :class:`disentkit.Model` (``disentkit.load``), a
+    checkpoint or a disentkit :class:`GaussianVAE` (their ``representation``), any ``nn.Module`` whose forward
+    maps images (N, C, H, W) to codes (N, D) (or to a tuple whose first item is the codes, as an encoder's
+    (μ, log σ²)), or a plain function doing so. Anything else is one clear error."""
+    from ..models import GaussianVAE
+
+    vae = getattr(model, "vae", None)
+    if isinstance(model, GaussianVAE) or isinstance(vae, GaussianVAE):
+        return representation_function(model if isinstance(model, GaussianVAE) else vae, representation)
+    if isinstance(model, torch.nn.Module):
+        return _module_encoder(model)
+    if callable(model):
+        return model
+    raise DisentkitError(f"metrics need an encoder: a disentkit model (disentkit.load(run)), an nn.Module mapping "
+                         f"images (N, C, H, W) to codes (N, D), or a function doing so; got {type(model).__name__}")
+
+
+def _module_encoder(module: torch.nn.Module) -> EncodeFn:
+    """A user's module as an encode function: eval mode while it encodes (restored after), inference mode,
+    the first item of a tuple output."""
+    device = next((p.device for p in module.parameters()), torch.device("cpu"))
+
+    @torch.inference_mode()
+    def encode(x: torch.Tensor) -> torch.Tensor:
+        was = module.training
+        module.eval()
+        try:
+            out = module(x.to(device))
+        finally:
+            module.train(was)
+        if isinstance(out, (tuple, list)) and out:
+            out = out[0]
+        if not isinstance(out, torch.Tensor):
+            raise DisentkitError(f"the encoder {type(module).__name__} returned {type(out).__name__}, not a tensor "
+                                 "of codes (N, D) (or a tuple starting with one)")
+        return out
+
+    encode.device = device  # type: ignore[attr-defined]
+    return encode
+
+
 def encode_images(encode_fn: EncodeFn, images: torch.Tensor, batch_size: int = 2048) -> np.ndarray:
     """Codes (N, D) as float64 numpy, encoding ``images`` in large batches."""
     out = [np.asarray(_to_numpy(encode_fn(images[i:i + batch_size]))) for i in range(0, len(images), batch_size)]
@@ -183,11 +225,20 @@ class CodeSource:
         out = []
         for i in range(0, len(index), self.batch_size):
             idx = torch.as_tensor(index[i:i + self.batch_size], device=self.device)
-            out.append(_to_numpy(self.encode_fn(self.dataset.images_at(idx))).reshape(len(idx), -1))
+            codes = _to_numpy(self.encode_fn(self.dataset.images_at(idx)))
+            if codes.ndim < 1 or codes.shape[0] != len(idx):
+                raise DisentkitError(f"the encoder returned codes of shape {tuple(codes.shape)} for {len(idx)} images; "
+                                     "it must return one code per image, (N, D)")
+            out.append(codes.reshape(len(idx), -1))
         self.num_encoded += len(index)
         if not out:
             raise DisentkitError("a metric asked for the codes of zero images; use num_train > 0")
-        return np.concatenate(out, 0).astype(np.float64)
+        codes = np.concatenate(out, 0).astype(np.float64)
+        bad = int((~np.isfinite(codes)).any(1).sum())
+        if bad:
+            raise DisentkitError(f"the encoder returned non-finite codes (NaN or inf) for {bad} of {len(codes)} images "
+                                 f"of {self.dataset.name}; check the model's weights (a diverged run?) and its input")
+        return codes
 
     def prefetch(self, factor_arrays: list[np.ndarray]) -> None:
         """Encode every distinct image of these factor arrays not encoded yet (dedupe mode only)."""
@@ -256,6 +307,7 @@ def run_metrics(specs: list[MetricSpec], encode_fn: EncodeFn, dataset: FactorDat
     """Run metrics sharing one :class:`CodeSource`: every metric draws its own published sample from
     ``default_rng(seed)``; the union of images is encoded once; then each is scored."""
     params = params or {}
+    encode_fn = as_encode_fn(encode_fn)
     source = source or CodeSource(encode_fn, dataset)
     merged = {s.name: check_params(s, params.get(s.name, {})) for s in specs}
     draws = {s.name: s.sample(dataset, np.random.default_rng(seed), **merged[s.name]) for s in specs}
