@@ -21,7 +21,7 @@ dev: $(BIN)/python
 	$(BIN)/pip install -q -e ".[dev]"
 
 demo: venv
-	$(BIN)/disentkit train --config configs/demo.yaml --out $(DEMO) --overwrite
+	$(BIN)/disentkit train --config demo --out $(DEMO) --overwrite
 	$(BIN)/disentkit evaluate --checkpoint $(DEMO) --metrics mig --baseline
 	$(BIN)/disentkit report --checkpoint $(DEMO)
 	@echo "demo done: open $(DEMO)/report.html"

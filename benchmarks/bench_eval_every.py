@@ -3,7 +3,7 @@
     PYTHONPATH=src python benchmarks/bench_eval_every.py                 # the demo config, 2,000 steps, N = 1,000
     PYTHONPATH=src python benchmarks/bench_eval_every.py --steps 200 --every 100 --quick
 
-Trains the demo configuration (``configs/demo.yaml``: β-TCVAE on procedural dSprites) twice in this process,
+Trains the demo configuration (``--config demo``: β-TCVAE on procedural dSprites) twice in this process,
 without and with ``--eval-every``, and times every metric evaluation the second run makes (the session's
 ``log_metrics`` wrapped by a timer here). Prints the mean evaluation time, the training time per N steps of the
 run without evaluations, their ratio (the issue's goal: < 10 % at N = 1,000 on CPU), and the two wall times.
@@ -44,7 +44,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a smoke run: tiny metric samples")
     args = ap.parse_args()
 
-    base = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
+    base = yaml.safe_load((ROOT / "src" / "disentkit" / "configs" / "demo.yaml").read_text())
     base.update(steps=args.steps, threads=args.threads, progress=False, overwrite=True, log_every=50)
     evals: list[float] = []
     inner = session_mod.Session.log_metrics

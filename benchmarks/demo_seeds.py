@@ -1,4 +1,4 @@
-"""The demo's result as it is: `configs/demo.yaml` trained for 3 seeds, MIG per seed and per factor beside the
+"""The demo's result as it is: `--config demo` trained for 3 seeds, MIG per seed and per factor beside the
 same models untrained, on the CPU this runs on (named, since oneDNN's kernels and so the numbers differ between
 CPU kinds; same CPU kind and thread count, same numbers).
 
@@ -46,7 +46,7 @@ def run_seed(config: dict, seed: int, folder: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"))
+    ap.add_argument("--config", default=str(ROOT / "src" / "disentkit" / "configs" / "demo.yaml"))
     ap.add_argument("--seeds", default="42,1,2")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (the demo's default: one per core)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")

@@ -19,7 +19,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     (["train", "--dataset", "nope"], "unknown dataset 'nope'"),
     (["train", "--beta", "-1"], "--beta must be ≥ 0"),
     (["train", "--latent-dim", "0"], "--latent-dim must be a positive integer"),
-    (["train", "--config", "/nonexistent.yaml"], "config file not found"),
+    (["train", "--config", "/nonexistent.yaml"], "config '/nonexistent.yaml' not found: not a file"),
     (["evaluate", "--checkpoint", "/nonexistent.safetensors"], "checkpoint not found"),
     (["evaluate", "--checkpoint", "/nonexistent_dir/"], "checkpoint not found"),
     (["evaluate", "--checkpoint", "x", "--metrics", "bogus"], "unknown metric"),
@@ -169,3 +169,26 @@ def test_sweep_modules_import_without_fcntl(monkeypatch, tmp_path):
         with pytest.raises(DisentkitError, match="another `disentkit sweep` is running"):
             with folders.sweep_lock(tmp_path):
                 pass
+
+
+def test_shipped_configs_resolve_by_name(tmp_path, capsys):
+    """`--config demo`, a model's name and a clone's `configs/...` path all find the packaged YAML; a
+    name that is none of them is one line listing the choices."""
+    from disentkit.configs import HERE, bundled, resolve_config
+
+    assert resolve_config("demo") == HERE / "demo.yaml" == resolve_config("configs/demo.yaml")
+    assert resolve_config("factor_vae") == HERE / "models" / "factor_vae.yaml" == resolve_config("models/factor_vae")
+    assert resolve_config("quick", "sweeps") == HERE / "sweeps" / "quick.yaml" == resolve_config(
+        "configs/sweeps/quick.yaml", "sweeps")
+    mine = tmp_path / "demo.yaml"
+    mine.write_text("steps: 5\n")
+    assert resolve_config(mine) == mine  # an existing file wins over a shipped name
+    assert {"demo", "models/beta_vae", "sweeps/quick"} <= set(bundled()) and "quick" in bundled("sweeps")
+    assert main(["train", "--config", "demo", "--steps", "7", "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert "model: beta_tcvae" in out and "steps: 7" in out
+    assert main(["train", "--config", "nonesuch", "--print-config"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "config 'nonesuch' not found" in err[0] and "demo" in err[0]
+    assert main(["sweep", "quick", "--steps", "20", "--dry-run"]) == 0
+    assert "runs (config hash" in capsys.readouterr().out

@@ -11,7 +11,7 @@ from disentkit.models import OBJECTIVES
 from disentkit.train import TrainConfig, load_checkpoint
 from disentkit.train.config import load_yaml
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "models"
+CONFIGS = Path(__file__).resolve().parents[1] / "src" / "disentkit" / "configs" / "models"
 MODELS = ["beta_vae", "factor_vae", "lambda_beta_vae", "annealed_vae", "beta_tcvae", "dip_vae_i", "dip_vae_ii",
           "learnable_beta_vae", "adaptive_beta_vae"]
 QUICK = ["--steps", "2", "--batch-size", "4", "--threads", "1", "--log-every", "1", "--no-progress"]

@@ -10,7 +10,7 @@ from disentkit.sweep import expand, load_sweep, validate_runs
 from disentkit.sweep.folders import prepare_sweep_dir
 
 REPO = Path(__file__).resolve().parents[1]
-SWEEPS = sorted((REPO / "configs" / "sweeps").glob("*.yaml"))
+SWEEPS = sorted((REPO / "src" / "disentkit" / "configs" / "sweeps").glob("*.yaml"))
 
 CHAINED = {
     "name": "chain",
@@ -122,7 +122,7 @@ def test_folder_refuses_another_config(tmp_path):
 
 @pytest.mark.parametrize("path", SWEEPS, ids=[p.stem for p in SWEEPS])
 def test_every_ready_made_config_expands(path):
-    """Each config in configs/sweeps/ loads and expands; names not registered yet are listed, not fatal."""
+    """Each config in src/disentkit/configs/sweeps/ loads and expands; names not registered yet are listed, not fatal."""
     from disentkit.data import DATASETS
     from disentkit.metrics import METRICS
     from disentkit.models import OBJECTIVES
@@ -141,14 +141,14 @@ def test_every_ready_made_config_expands(path):
 
 
 def test_reference_grids():
-    e1 = load_sweep(REPO / "configs/sweeps/e1_beta_vs_factor_vae.yaml")
+    e1 = load_sweep(REPO / "src/disentkit/configs/sweeps/e1_beta_vs_factor_vae.yaml")
     assert sorted({r.hparams["beta"] for r in e1.runs if r.stage == "beta_vae"}) == [1, 2, 4, 8, 16, 32, 64]
     assert sorted({r.hparams["gamma"] for r in e1.runs if r.stage == "factor_vae"}) == [1, 2, 4, 8, 16, 32, 64]
-    e2 = load_sweep(REPO / "configs/sweeps/e2_lambda_beta_vae.yaml")
+    e2 = load_sweep(REPO / "src/disentkit/configs/sweeps/e2_lambda_beta_vae.yaml")
     lam = [r for r in e2.runs if r.stage == "lambda_beta_vae"]
     assert len(lam) == 5 * 5 * 10 * 2 and {r.train["steps"] for r in lam} == {50000}
     assert {tuple(sorted(r.hparams)) for r in lam} == {("beta", "lam")}
-    study = load_sweep(REPO / "configs/sweeps/locatello_study.yaml")
+    study = load_sweep(REPO / "src/disentkit/configs/sweeps/locatello_study.yaml")
     assert len(study.runs) == 6 * 6 * 50
     dip1 = [r for r in study.runs if r.stage == "dip_vae_i"]
     assert sorted(r.hparams["lambda_od"] for r in dip1 if r.seed == 0) == [1, 2, 5, 10, 20, 50]
@@ -175,7 +175,7 @@ def test_eta_fits_fixed_and_per_step_cost():
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["sweep", "/nonexistent.yaml"], "config file not found"),
+    (["sweep", "/nonexistent.yaml"], "sweep config '/nonexistent.yaml' not found"),
     (["sweep", "{cfg}", "--set", "batch_size"], "--set expects KEY=VALUE"),
     (["sweep", "{cfg}", "--datasets", "nope_data"], "unknown dataset(s) nope_data"),
     (["aggregate", "/nonexistent_sweep"], "not a sweep folder"),
@@ -194,6 +194,6 @@ def test_cli_errors_are_one_line(args, needle, tmp_path, capsys):
 def test_cli_dry_run_lists_runs(tmp_path, capsys):
     from disentkit.cli import main
 
-    assert main(["sweep", str(REPO / "configs/sweeps/quick.yaml"), "--steps", "40", "--seeds", "3", "--dry-run"]) == 0
+    assert main(["sweep", str(REPO / "src/disentkit/configs/sweeps/quick.yaml"), "--steps", "40", "--seeds", "3", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "9 runs" in out and "steps=40" in out and "steps=10" in out and "-s3-" in out

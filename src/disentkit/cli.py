@@ -46,7 +46,8 @@ def _add_train_parser(sub) -> None:
                        description="Train a VAE-family model on a factor dataset. Options come from "
                                    "defaults, then --config YAML, then flags given here.",
                        formatter_class=HelpFormatter)
-    p.add_argument("--config", help="YAML file of options (keys as the flags, e.g. batch_size: 64); a run's own "
+    p.add_argument("--config", help="YAML file of options (keys as the flags, e.g. batch_size: 64), or a shipped "
+                                    "config by name: demo, or a model's (beta_vae, factor_vae, ...); a run's own "
                                     "config.yaml reproduces it")
     p.add_argument("--print-config", action="store_true", help="print the merged configuration as YAML and exit")
     p.add_argument("--resume", metavar="RUN", help="continue the run (or ensemble) in this folder from its last "
@@ -96,7 +97,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         resume(args.resume, setup=True, **given)
         return 0
-    merged: dict[str, Any] = load_yaml(args.config) if getattr(args, "config", None) else {}
+    from .configs import resolve_config
+
+    merged: dict[str, Any] = load_yaml(resolve_config(args.config)) if getattr(args, "config", None) else {}
     merged.update(given)
     config = TrainConfig.from_dict(merged).validate()
     if getattr(args, "print_config", False):
@@ -192,8 +195,10 @@ def _add_sweep_parsers(sub) -> None:
     p = sub.add_parser("sweep", help="run a grid of trainings (models × hyperparameters × seeds × datasets)",
                        formatter_class=HelpFormatter,
                        description="Run every run of a sweep config; killed and started again, it skips finished "
-                                   "runs and reruns the others. See configs/sweeps/.")
-    p.add_argument("config", help="sweep YAML (e.g. configs/sweeps/quick.yaml)")
+                                   "runs and reruns the others.")
+    from .configs import bundled
+
+    p.add_argument("config", help=f"sweep YAML file, or the name of a shipped one: {', '.join(bundled('sweeps'))}")
     p.add_argument("--steps", type=int, help="scale every stage so the config's default steps become N")
     p.add_argument("--seeds", help="comma-separated seeds replacing the config's (e.g. 0,1,2)")
     p.add_argument("--datasets", help="comma-separated datasets replacing the config's (e.g. dsprites,mpi3d_real)")
@@ -235,6 +240,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     datasets = [d.strip() for d in args.datasets.split(",")] if args.datasets else None
     metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
+    from .configs import resolve_config
+
+    args.config = resolve_config(args.config, "sweeps")
     sweep = load_sweep(args.config, steps=args.steps, seeds=seeds, datasets=datasets, overrides=overrides,
                        metrics=metrics)
     if args.dry_run:

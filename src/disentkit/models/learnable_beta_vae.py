@@ -12,7 +12,7 @@ it penalizes log β_eff², i.e. pulls β_eff towards 1 (λ_reg = 0 is plain unce
 optimum is σ₀² = L_rec, σ₁² = KL). We parameterize log σ = k·θ with θ trained by the VAE's Adam, so
 that with Adam's ≈ lr-sized steps log σ moves k·lr per update (k = ``sigma_lr_scale``); without the
 factor, σ would barely move at lr = 1e-4 in a short run. The paper pairs L-VAE with an MSE
-reconstruction: pass ``--reconstruction gaussian`` for that (configs/models/learnable_beta_vae.yaml).
+reconstruction: pass ``--reconstruction gaussian`` for that (``--config learnable_beta_vae``).
 """
 
 from __future__ import annotations
