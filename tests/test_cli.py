@@ -192,3 +192,22 @@ def test_shipped_configs_resolve_by_name(tmp_path, capsys):
     assert len(err) == 1 and "config 'nonesuch' not found" in err[0] and "demo" in err[0]
     assert main(["sweep", "quick", "--steps", "20", "--dry-run"]) == 0
     assert "runs (config hash" in capsys.readouterr().out
+
+
+def test_top_level_help_is_fast_and_imports_no_torch():
+    """`disentkit --help` and the other commands' help build no model registry (torch: ≈ 2 s)."""
+    code = ("import sys\nfrom disentkit.cli import main\n"
+            "for argv in (['--help'], ['evaluate', '--help'], ['sweep', '--help']):\n"
+            "    try:\n        main(argv)\n    except SystemExit as e:\n        assert e.code == 0\n"
+            "assert 'torch' not in sys.modules, 'help imported torch'\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "train     train one model" in out.stdout and "--json" in out.stdout and "quick" in out.stdout
+
+
+def test_evaluate_json(tiny_run, capsys):
+    assert main(["evaluate", "--checkpoint", str(tiny_run), "--metrics", "mig", "--set", "mig.num_train=500",
+                 "--json", "--out", str(tiny_run / "m.json")]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["results"]["mig"]["params"]["num_train"] == 500
+    assert record == json.loads((tiny_run / "m.json").read_text())

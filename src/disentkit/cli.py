@@ -34,6 +34,9 @@ METAVARS = {"init_from": "CKPT", "split": "TRAIN,VAL,TEST", "data_root": "DIR", 
             "dataset": "NAME"}
 
 
+TRAIN_HELP = "train one model (or a fused ensemble)"
+
+
 def _add_train_parser(sub) -> None:
     """``disentkit train``: one flag per :class:`TrainConfig` field (its help is the field's), one per model
     hyperparameter, and --config / --print-config / --resume."""
@@ -42,7 +45,7 @@ def _add_train_parser(sub) -> None:
     from .models import OBJECTIVES, all_hparams
     from .train.config import FIELD_TYPES, TrainConfig
 
-    p = sub.add_parser("train", help="train one model (or a fused ensemble)", argument_default=argparse.SUPPRESS,
+    p = sub.add_parser("train", help=TRAIN_HELP, argument_default=argparse.SUPPRESS,
                        description="Train a VAE-family model on a factor dataset. Options come from "
                                    "defaults, then --config YAML, then flags given here.",
                        formatter_class=HelpFormatter)
@@ -120,8 +123,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                       seed=args.seed, representation=args.representation,
                                       params=parse_sets(args.set or []), device=args.device, baseline=args.baseline,
                                       out=args.out)
-    print(format_table(record))
-    print(f"wrote {out}")
+    if args.json:
+        import json
+
+        print(json.dumps(record, indent=1))
+    else:
+        print(format_table(record))
+        print(f"wrote {out}")
     return 0
 
 
@@ -277,14 +285,19 @@ RUN_DATA_ROOT_HELP = ("folder holding real datasets (default: the training run's
                       "else the user cache)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = "train") -> argparse.ArgumentParser:
+    """The whole parser; ``train``'s flags (one per model hyperparameter: they import the models, hence
+    torch, ≈ 2 s) only when ``command`` is ``train``, so ``disentkit --help`` and the other commands start fast."""
     parser = argparse.ArgumentParser(prog="disentkit",
                                      description="Train, evaluate and compare disentangled representation learners.")
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"disentkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_train_parser(sub)
+    if command == "train":
+        _add_train_parser(sub)
+    else:
+        sub.add_parser("train", help=TRAIN_HELP)
 
     p = sub.add_parser("evaluate", help="score a checkpoint with disentanglement metrics",
                        formatter_class=HelpFormatter)
@@ -293,7 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="dataset to score on (default: the one the model was trained on)")
     p.add_argument("--data-root", help=RUN_DATA_ROOT_HELP)
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw the metrics make")
-    p.add_argument("--representation", default="mean", help="mean (dlib default) or sampled")
+    p.add_argument("--representation", default="mean", choices=["mean", "sampled"],
+                   help="codes: the posterior mean (dlib's default) or one sample of q(z|x)")
+    p.add_argument("--json", action="store_true", help="print the record as JSON on stdout instead of the table")
     p.add_argument("--out", help="metrics JSON to write (default: metrics.json beside the checkpoint)")
     p.add_argument("--baseline", action="store_true", help="also score the same model untrained (its initial weights)")
     p.add_argument("--device", default="cpu", help="device to encode on: cpu, cuda, cuda:N or auto")
@@ -338,7 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
