@@ -110,8 +110,8 @@ def test_wrong_checksum_names_expected_and_actual(server, tmp_path):
 def test_html_page_is_detected_and_points_to_import(server, tmp_path, kind):
     r = RemoteFile("img_align_celeba.zip", urls=(f"{server}/{kind}/x",), size=None,
                    checksums=(f"md5:{MD5}",), manual="download it in a browser")
-    with pytest.raises(DisentkitError, match="HTML page.*import"):
-        download_file(r, tmp_path, progress=False)
+    with pytest.raises(DisentkitError, match="HTML page.*import celeba --from-file img_align_celeba.zip"):
+        download_file(r, tmp_path, progress=False, dataset="celeba")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -141,8 +141,8 @@ def test_partial_file_from_an_earlier_run_is_resumed(server, tmp_path):
 
 
 def test_all_mirrors_failing_says_how_to_import(server, tmp_path):
-    with pytest.raises(DisentkitError, match="missing/a: HTTP 404.*datasets import NAME --from-file"):
-        download_file(remote(f"{server}/missing/a"), tmp_path, progress=False)
+    with pytest.raises(DisentkitError, match="missing/a: HTTP 404.*datasets import mydata --from-file data.bin`"):
+        download_file(remote(f"{server}/missing/a"), tmp_path, progress=False, dataset="mydata")
 
 
 def test_import_verifies_and_pins_files_without_checksum(tmp_path):

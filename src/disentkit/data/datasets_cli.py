@@ -75,7 +75,7 @@ def cmd_download(args: argparse.Namespace) -> int:
     folder = raw_dir(src.name, root)
     for f in src.files:
         t0 = time.time()
-        path = download_file(f, folder, progress=args.progress)
+        path = download_file(f, folder, progress=args.progress, dataset=args.name)
         print(f"ok {path} ({path.stat().st_size:,} bytes, verified, {time.time() - t0:.0f}s)")
     return _convert(src, root, args.progress)
 

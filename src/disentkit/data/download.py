@@ -52,7 +52,8 @@ def _pin(folder: Path, filename: str, sha256: str) -> None:
     (folder / PINS).write_text(json.dumps(pins, indent=1, sort_keys=True))
 
 
-def verify_file(path: str | Path, remote: RemoteFile, pins_folder: str | Path | None = None) -> str:
+def verify_file(path: str | Path, remote: RemoteFile, pins_folder: str | Path | None = None,
+                dataset: str = "NAME") -> str:
     """Check ``path`` against ``remote``'s size and checksums; returns its sha256.
 
     Raises :class:`DisentkitError` naming the expected and actual values. A file with no published
@@ -65,7 +66,7 @@ def verify_file(path: str | Path, remote: RemoteFile, pins_folder: str | Path | 
         raise DisentkitError(
             f"{what} is an HTML page ({size:,} bytes), not the dataset file: the server sent an error, login or "
             f"quota page. {remote.manual or 'Download the file in a browser'}; then run "
-            f"`disentkit datasets import NAME --from-file PATH`")
+            f"`disentkit datasets import {dataset} --from-file {remote.filename}`")
     if remote.size is not None and size != remote.size:
         raise DisentkitError(f"{what} has the wrong size: expected {remote.size:,} bytes, got {size:,} "
                              f"(truncated or a different file)")
@@ -84,10 +85,10 @@ def verify_file(path: str | Path, remote: RemoteFile, pins_folder: str | Path | 
     return digests["sha256"]
 
 
-def accept_file(path: Path, remote: RemoteFile, folder: Path) -> Path:
+def accept_file(path: Path, remote: RemoteFile, folder: Path, dataset: str = "NAME") -> Path:
     """Verify a complete ``*.part`` (or any) file and move it to ``folder/remote.filename``."""
     try:
-        sha = verify_file(path, remote, folder)
+        sha = verify_file(path, remote, folder, dataset)
     except DisentkitError:
         path.unlink(missing_ok=True)   # never cache a bad file
         raise
@@ -100,7 +101,7 @@ def accept_file(path: Path, remote: RemoteFile, folder: Path) -> Path:
 
 # ------------------------------------------------------------------------------------ download
 def download_file(remote: RemoteFile, folder: str | Path, progress: bool = True, retries: int = 3,
-                  timeout: float = 60.0, session=None) -> Path:
+                  timeout: float = 60.0, session=None, dataset: str = "NAME") -> Path:
     """Download ``remote`` into ``folder``, trying its mirrors in order; returns the verified file.
 
     A ``*.part`` file left by an interrupted transfer is resumed with an HTTP Range request; a
@@ -127,7 +128,7 @@ def download_file(remote: RemoteFile, folder: str | Path, progress: bool = True,
                         requests.Timeout) as e:
                     if attempt == retries:
                         raise DisentkitError(f"connection failed {retries + 1} times: {type(e).__name__}") from None
-            return accept_file(part, remote, folder)
+            return accept_file(part, remote, folder, dataset)
         except DisentkitError as e:
             failures.append(f"{url}: {e}")
         except requests.RequestException as e:
@@ -135,7 +136,7 @@ def download_file(remote: RemoteFile, folder: str | Path, progress: bool = True,
     raise DisentkitError(
         f"could not download {remote.filename} from any of {len(remote.urls)} mirror(s): " + " | ".join(failures)
         + f". {remote.manual + '. ' if remote.manual else ''}Download it yourself and run "
-        f"`disentkit datasets import NAME --from-file PATH`")
+        f"`disentkit datasets import {dataset} --from-file {remote.filename}`")
 
 
 def _fetch(session, url: str, part: Path, remote: RemoteFile, progress: bool, timeout: float) -> None:
