@@ -30,7 +30,7 @@ GROUPS = {"training": "training", "data": "data protocol (E1: --epochs 200 --spl
 
 METAVARS = {"init_from": "CKPT", "split": "TRAIN,VAL,TEST", "data_root": "DIR", "out": "DIR", "steps": "N",
             "epochs": "N", "subsample": "N", "val_every": "N", "val_batches": "N", "early_stopping_patience": "K",
-            "log_every": "N", "checkpoint_every": "N", "eval_every": "N", "threads": "N", "model": "NAME",
+            "log_every": "N", "checkpoint_every": "N", "eval_every": "N", "image_every": "N", "threads": "N", "model": "NAME",
             "dataset": "NAME"}
 
 

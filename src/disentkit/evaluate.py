@@ -47,4 +47,8 @@ def evaluate_checkpoint(checkpoint: str | Path, metrics: str | list[str] = "mig"
             evaluate(representation_function(fresh, representation, seed), ds, names, seed, params))
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(record, indent=1))
+    if ck.config.get("dataset") == ds.name:  # TensorBoard's HParams tab: the run's settings beside its scores
+        from .train.tensorboard import log_evaluation
+
+        log_evaluation(ck.path.parent, ck.config, results, int(json.loads(ck.meta.get("step", "0"))))
     return record, path

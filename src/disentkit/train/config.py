@@ -85,6 +85,8 @@ class TrainConfig:
     checkpoint_every: int = opt(0, "write the complete training state (for --resume) every N steps "
                                 "(0: about 20 times a run)", group="output")
     progress: bool = opt(True, "show a progress bar on stderr", group="output")
+    image_every: int = opt(0, "log reconstructions and latent traversals to TensorBoard every N steps (0: once, "
+                           "at the end)", group="output")
     eval_every: int = opt(0, "compute --eval-metrics every N steps and log them (0: off); on smaller samples "
                           "than dlib's (2,000 points, DCI 1,000; metrics.MONITORING), so that they cost a few percent",
                           group="output")
@@ -165,8 +167,8 @@ class TrainConfig:
             (0 <= self.val_fraction < 1, f"--val-fraction must be in [0, 1), got {self.val_fraction}"),
             (not (self.split and self.val_fraction), "--split and --val-fraction exclude each other; give --split"),
             (self.subsample >= 0, f"--subsample must be ≥ 0 (0: every image), got {self.subsample}"),
-            (min(self.val_every, self.val_batches, self.checkpoint_every, self.eval_every) >= 0,
-             "--val-every, --val-batches, --checkpoint-every and --eval-every must be ≥ 0"),
+            (min(self.val_every, self.val_batches, self.checkpoint_every, self.eval_every, self.image_every) >= 0,
+             "--val-every, --val-batches, --checkpoint-every, --eval-every and --image-every must be ≥ 0"),
             (self.early_stopping_patience >= 0, "--early-stopping-patience must be ≥ 0 (0: off)"),
             (not self.early_stopping_patience or fractions[1] > 0,
              "--early-stopping-patience needs a validation split: give --split 0.8,0.1,0.1 (or --val-fraction)"),

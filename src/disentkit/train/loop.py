@@ -47,6 +47,8 @@ def train(config: TrainConfig, members: list[TrainConfig], run_dir: Path, resume
                     s.validate(i)
                 if config.eval_every and s.done % config.eval_every == 0:
                     s.log_metrics(i)
+                if config.image_every and s.done % config.image_every == 0 and s.done < s.total:
+                    s.log_images(i)
                 if s.done % s.checkpoint_every == 0 and s.done < s.total:
                     s.checkpoint()
                 bar.update(1)
@@ -66,6 +68,8 @@ def finish(s: Session, seconds: float) -> None:
             s.save_member(i, "model.safetensors")
         (Path(cfg["out"]) / "last.safetensors").unlink(missing_ok=True)
     tests = s.test_losses()
+    s.log_images(s.done - 1, final=True)
+    s.log_hparams()
     s.flush_logs()
     for lg in s.all_loggers():
         lg.finalize("success")

@@ -32,6 +32,7 @@ from .fast import autocast_for
 from .members import Members, Single, Stacked
 from .run import read_init_from, resolve_device
 from .step import Step, held_out_losses, make_optimizers
+from .tensorboard import log_hparams, log_images, write_layout
 
 VAL_SEED, TEST_SEED = 1_000_003, 2_000_003   # offsets of the held-out noise generators from a member's seed
 
@@ -170,6 +171,7 @@ class Session:
             (out / "csv" / "metrics.csv").unlink(missing_ok=True)  # its rows up to the saved step are re-logged
             tb = TensorBoardLogger(out, name="tb", version="", default_hp_metric=False,
                                    **({"purge_step": self.done} if kept_rows is not None else {}))
+            write_layout(tb)
             logs = [CSVLogger(out, name="csv", version=""), tb]
             for row in (kept_rows[i] if kept_rows else []):
                 logs[0].log_metrics({k: v for k, v in row.items() if k != "step"}, step=int(row["step"]))
@@ -254,6 +256,18 @@ class Session:
                                params=self.eval_params)
             for lg in self.loggers[m]:
                 lg.log_metrics({f"metrics/{n}": float(r[n]) for n, r in results.items()}, step=i)
+
+    def log_images(self, i: int, final: bool = False) -> None:
+        """Reconstructions and traversals of every member still training (``final``: of every member), to its
+        TensorBoard (``--image-every``, and once at the end)."""
+        for m, cfg in enumerate(self.cfgs):
+            if final or not self.trackers[m].stopped:
+                log_images(self.loggers[m][1], self.members.member_vae(m), self.dataset, i, int(cfg["seed"]))
+
+    def log_hparams(self) -> None:
+        """Each member's settings for TensorBoard's HParams tab, beside its logged losses (at the end)."""
+        for m, cfg in enumerate(self.cfgs):
+            log_hparams(self.loggers[m][1].experiment, cfg, self.done)
 
     def checkpoint(self) -> None:
         """Logs flushed, each member's ``last.safetensors``, then the training state (all atomic)."""
