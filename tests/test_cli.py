@@ -88,7 +88,11 @@ def test_train_evaluate_report_end_to_end(tiny_run, capsys):
     gif = Image.open(tiny_run / "traversals.gif")
     assert gif.n_frames == 18                        # 10 steps forward, 8 back
     html = (tiny_run / "report.html").read_text()
-    assert "data:image/gif;base64" in html and "mig" in html
+    assert "data:image/gif;base64" in html and "mig" in html and "value from −2 to +2" in html
+    elsewhere = tiny_run.parent / "report_elsewhere"
+    assert main(["report", "--checkpoint", str(tiny_run), "--out", str(elsewhere), "--limit", "3", "--steps", "4"]) == 0
+    html = (elsewhere / "report.html").read_text()
+    assert "value from −3 to +3" in html and "not evaluated yet" not in html  # the run's metrics.json, not --out's
 
 
 def test_help_lists_models_and_flags(capsys):

@@ -41,9 +41,9 @@ def write_report(checkpoint: str | Path, out: str | Path | None = None, dataset:
     reconstructions(ck.vae, data, out_dir / "reconstructions.png", seed=seed)
     traversals(ck.vae, data, out_dir / "traversals.png", out_dir / "traversals.gif",
                steps=steps, limit=limit, seed=seed, order=order)
-    metrics_path = out_dir / "metrics.json"
+    metrics_path = ck.path.parent / "metrics.json"  # the run's record, wherever the report goes
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    page = _html(ck.config, metrics, kl, order, out_dir)
+    page = _html(ck.config, metrics, kl, order, out_dir, limit)
     (out_dir / "report.html").write_text(page)
     (out_dir / "kl_per_latent.json").write_text(json.dumps({"kl": kl.tolist(), "order": order}, indent=1))
     return out_dir / "report.html"
@@ -55,7 +55,7 @@ def _img(path: Path, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:{mime};base64,{data}">'
 
 
-def _html(config: dict, metrics: dict, kl: np.ndarray, order: list[int], out_dir: Path) -> str:
+def _html(config: dict, metrics: dict, kl: np.ndarray, order: list[int], out_dir: Path, limit: float = 2.0) -> str:
     hp = ", ".join(f"{k}={v}" for k, v in config.get("hparams", {}).items())
     rows = []
     for name, res in metrics.get("results", {}).items():
@@ -68,7 +68,7 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px}}<
 <p>{html.escape(hp)} · seed {config['seed']} · {config['steps']} steps · batch {config['batch_size']} · lr {config['lr']}</p>
 <h2>Metrics</h2><table><tr><th>metric</th><th>value</th></tr>{''.join(rows) or '<tr><td colspan=2>not evaluated yet: run disentkit evaluate</td></tr>'}</table>
 <h2>Reconstructions</h2><p>Top: inputs; bottom: reconstructions.</p>{_img(out_dir / 'reconstructions.png', 'reconstructions')}
-<h2>Latent traversals</h2><p>Rows: latents, most informative first ({', '.join(f'z{i}' for i in order)}); columns: value from −2 to +2.</p>
+<h2>Latent traversals</h2><p>Rows: latents, most informative first ({', '.join(f'z{i}' for i in order)}); columns: value from −{limit:g} to +{limit:g}.</p>
 {_img(out_dir / 'traversals.png', 'traversals')}{_img(out_dir / 'traversals.gif', 'traversal animation')}
 <h2>KL per latent (nats)</h2><table><tr><th>latent</th><th>KL</th></tr>{kl_rows}</table>
 </body></html>"""
