@@ -182,7 +182,18 @@ def test_aggregate_matches_hand_computation(sweep_dir):
             assert f"{mean:.3f} ± {std:.3f}" in md
         for col in ("tc", "d_z_real", "d_z_perm"):      # not logged by β-VAE: blank, not zero
             assert row[f"{col}_mean"] == "" and row[f"{col}_std"] == ""
-    assert md.count("\n| bvae ") == 2 and md.count("\n| cont ") == 2
+        assert float(row["loss_mean"]) > 0 and "kl_dim/0_mean" not in row   # every logged term, not per latent
+        nll = [_window_mean(sweep_dir / "runs" / s.run_id) for s in specs
+               if (s.stage, s.hparams["beta"]) == (row["stage"], float(row["beta"]))]
+        assert float(row["nll_last5k_mean"]) == pytest.approx(statistics.mean(nll), rel=1e-12)
+    assert md.count("\n| bvae ") == 4 and md.count("\n| cont ") == 4  # the results table and MIG per factor
+    assert "posX" in md.split("## MIG per factor")[1]
+
+
+def _window_mean(folder: Path, window: int = 5000) -> float:
+    with open(folder / "csv" / "metrics.csv") as f:
+        rows = [(int(r["step"]), float(r["train/reconstruction"])) for r in csv.DictReader(f) if r.get("train/reconstruction")]
+    return statistics.mean(v for step, v in rows if step > rows[-1][0] - window)
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")

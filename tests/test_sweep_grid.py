@@ -197,3 +197,21 @@ def test_cli_dry_run_lists_runs(tmp_path, capsys):
     assert main(["sweep", str(REPO / "src/disentkit/configs/sweeps/quick.yaml"), "--steps", "40", "--seeds", "3", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "9 runs" in out and "steps=40" in out and "steps=10" in out and "-s3-" in out
+
+
+def test_aggregate_reads_every_logged_term_and_held_out_losses(tmp_path):
+    """λβ-VAE's `mse` (any logged term) becomes a column, kl_dim/* does not; val/test losses and the NLL over
+    the last 5,000 steps are read where the run has them."""
+    import json as _json
+
+    from disentkit.sweep.aggregate import held_out_values, logged_terms, read_log
+
+    (tmp_path / "csv").mkdir()
+    lines = ["step,train/loss,train/reconstruction,train/mse,train/kl_dim/0,val/loss"]
+    lines += [f"{s},{10 + s},{s},{2 * s},1," for s in range(0, 8000, 1000)] + ["7999,,,,,5.5"]
+    (tmp_path / "csv" / "metrics.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "test_losses.json").write_text(_json.dumps({"test": {"loss": 4.25}}))
+    log = read_log(tmp_path)
+    assert logged_terms(log) == ["loss", "reconstruction", "mse"]
+    held = held_out_values(tmp_path, log)
+    assert held == {"val_loss": 5.5, "test_loss": 4.25, "nll_last5k": (3000 + 4000 + 5000 + 6000 + 7000) / 5}

@@ -1,13 +1,16 @@
 """``disentkit aggregate SWEEP_DIR``: one results table over the finished runs of a sweep.
 
-Per run: the final training values of reconstruction error, KL, TC, D(z_real) and D(z_perm) (each
-the mean of the last 10% of its logged values in ``csv/metrics.csv``, to smooth single-batch noise;
-blank when the model does not log it) and every scalar of every metric in ``metrics.json``.
+Per run: the final training values of reconstruction error, KL, TC, D(z_real) and D(z_perm) and of every
+other term the objective logs (λβ-VAE's ``mse``, …; each the mean of the last 10% of its logged values in
+``csv/metrics.csv``, to smooth single-batch noise; blank when the model does not log it), the validation
+loss (the same tail mean of ``val/loss``) and the test loss (``test_losses.json``) where the run has them,
+``nll_last5k`` (the mean reconstruction NLL over the last 5,000 steps, E2's figure), and every scalar of
+every metric in ``metrics.json``.
 Per configuration (all seeds of one stage × hyperparameter point × dataset): mean and sample
 standard deviation (ddof = 1; blank for a single seed) of each column — the shape of the E1/E2 tables.
 
 Writes ``results_runs.csv`` (one row per run), ``results.csv`` (mean and std columns) and
-``results.md`` (mean ± std).
+``results.md`` (mean ± std, then MIG per factor by configuration).
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from .folders import is_done, load_sweep_dir, run_dir
 #: Logged training quantities tabulated per run (``train/<name>`` columns of the CSV log).
 TRAINING_COLUMNS = ("reconstruction", "kl", "tc", "d_z_real", "d_z_perm")
 TAIL_FRACTION = 0.1
+#: held-out and windowed columns, after the logged terms
+HELD_OUT_COLUMNS = ("val_loss", "test_loss", "nll_last5k")
+NLL_WINDOW = 5000
 
 
 @dataclass
@@ -36,6 +42,8 @@ class RunRecord:
     values: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)   # metrics.json "results"
     factor_names: list[str] = field(default_factory=list)
+    logged: list[str] = field(default_factory=list)   # training terms this run logged (``train/<name>``)
+    mig_factors: dict[str, float] = field(default_factory=dict)  # MIG per factor (metrics.json)
 
 
 @dataclass
@@ -65,6 +73,31 @@ def final_value(rows: list[dict[str, str]], column: str, tail_fraction: float = 
     return sum(vals[-k:]) / k
 
 
+def logged_terms(rows: list[dict[str, str]]) -> list[str]:
+    """The ``train/<name>`` columns of a log, the per-latent ``kl_dim/*`` left out, in logged order."""
+    names = dict.fromkeys(k[len("train/"):] for r in rows for k in r
+                          if k and k.startswith("train/") and r[k] not in ("", None))
+    return [n for n in names if not n.startswith("kl_dim/")]
+
+
+def held_out_values(folder: Path, rows: list[dict[str, str]]) -> dict[str, float]:
+    """``val_loss`` (tail mean of ``val/loss``), ``test_loss`` (``test_losses.json``) and ``nll_last5k``
+    (mean ``train/reconstruction`` over the last :data:`NLL_WINDOW` steps), where the run has them."""
+    out: dict[str, float] = {}
+    val = final_value(rows, "val/loss")
+    if val is not None:
+        out["val_loss"] = val
+    test = folder / "test_losses.json"
+    if test.is_file():
+        out["test_loss"] = float(json.loads(test.read_text())["test"]["loss"])
+    nll = [(int(r["step"]), float(r["train/reconstruction"])) for r in rows if r.get("train/reconstruction")]
+    if nll:
+        last = nll[-1][0]
+        window = [v for step, v in nll if step > last - NLL_WINDOW]
+        out["nll_last5k"] = sum(window) / len(window)
+    return out
+
+
 def metric_scalars(results: dict[str, Any]) -> dict[str, float]:
     """Every scalar a metric returned: ``mig`` for MIG's headline, ``dci.completeness`` style for others."""
     out: dict[str, float] = {}
@@ -87,14 +120,17 @@ def collect(sweep_dir: str | Path) -> tuple[dict[str, Any], list[RunRecord]]:
         r = RunRecord(s, folder, is_done(folder, s))
         if r.done:
             log = read_log(folder)
-            for col in TRAINING_COLUMNS:
+            r.logged = logged_terms(log)
+            for col in r.logged:
                 v = final_value(log, f"train/{col}")
                 if v is not None:
                     r.values[col] = v
+            r.values.update(held_out_values(folder, log))
             m = json.loads((folder / "metrics.json").read_text())
             r.metrics = m.get("results", {})
             r.factor_names = m.get("factor_names", [])
             r.values.update(metric_scalars(r.metrics))
+            r.mig_factors = {k: float(v) for k, v in (r.metrics.get("mig", {}).get("mig_per_factor") or {}).items()}
         records.append(r)
     return rec, records
 
@@ -112,8 +148,10 @@ def group_rows(records: list[RunRecord]) -> tuple[list[Row], list[str]]:
     for r in records:
         groups.setdefault(r.spec.group, []).append(r)
     present = {k for r in records for k in r.values}
-    metric_cols = sorted(k for k in present if k not in TRAINING_COLUMNS)
-    columns = [*TRAINING_COLUMNS, *metric_cols]
+    logged = [k for k in dict.fromkeys(k for r in records for k in r.logged) if k not in TRAINING_COLUMNS]
+    training = [*TRAINING_COLUMNS, *sorted(logged), *[c for c in HELD_OUT_COLUMNS if c in present]]
+    metric_cols = sorted(k for k in present if k not in training)
+    columns = [*training, *metric_cols]
     rows = []
     for runs in groups.values():
         done = [r for r in runs if r.done]
@@ -202,4 +240,21 @@ def markdown(rec: dict[str, Any], rows: list[Row], columns: list[str], hps: list
         cells = [row.spec.stage, row.spec.model, row.spec.dataset, *[_short(row.spec.hparams[h]) if h in row.spec.hparams else "" for h in hps],
                  f"{n}/{len(row.runs)}", *[cell(row.mean[c], row.std[c]) for c in columns]]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += mig_factor_table(rows, hps)
     return "\n".join(lines) + "\n"
+
+
+def mig_factor_table(rows: list[Row], hps: list[str]) -> list[str]:
+    """Markdown lines: MIG per factor (mean ± std over seeds) for each configuration (E3's table)."""
+    factors = list(dict.fromkeys(f for row in rows for r in row.runs if r.done for f in r.mig_factors))
+    if not factors:
+        return []
+    head = ["stage", "model", "dataset", *hps, *factors]
+    lines = ["", "## MIG per factor", "", "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for row in rows:
+        done = [r for r in row.runs if r.done]
+        cells = [cell(*_mean_std([r.mig_factors.get(f) for r in done])) for f in factors]
+        lines.append("| " + " | ".join([row.spec.stage, row.spec.model, row.spec.dataset,
+                                       *[_short(row.spec.hparams[h]) if h in row.spec.hparams else "" for h in hps],
+                                       *cells]) + " |")
+    return lines
