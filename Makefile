@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 DEMO   ?= runs/demo
 
-.PHONY: venv dev demo test test-fast bench gpu-check clean
+.PHONY: venv dev demo test test-fast bench docs gpu-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,14 @@ test-fast: dev
 
 bench: dev
 	$(BIN)/python benchmarks/run_all.py
+
+# the API reference, generated from the docstrings by pdoc: docs/api/index.html
+API_MODULES := disentkit disentkit.api disentkit.data disentkit.data.arrays disentkit.metrics disentkit.models \
+               disentkit.train disentkit.train.run disentkit.train.checkpoint disentkit.train.config \
+               disentkit.sweep disentkit.viz disentkit.evaluate disentkit.configs
+docs: dev
+	$(BIN)/pdoc $(API_MODULES) --docformat restructuredtext -o docs/api
+	@echo "API reference: docs/api/index.html"
 
 # on a CUDA machine (its own Python, e.g. the lent H200's: no venv needed): PASS/FAIL table, exit 1 on a FAIL
 GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))

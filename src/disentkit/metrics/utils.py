@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ from ..data import FactorDataset
 from ..errors import DisentkitError
 from ..registry import Registry
 
-EncodeFn = Callable[[torch.Tensor], "torch.Tensor | np.ndarray"]
+EncodeFn = Callable[[torch.Tensor], Union[torch.Tensor, np.ndarray]]
 
 
 #: CPU encoding works through a batch this many images at a time (a 4096-image batch's first layer alone is
