@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .data.arrays import uint8_scale
 from .errors import DisentkitError
 from .models import GaussianVAE
 
@@ -33,7 +34,7 @@ def as_images(images: Any, device: torch.device | str = "cpu") -> torch.Tensor:
     if x.ndim != 4:
         raise DisentkitError(f"images must be (N, C, H, W) or one (C, H, W) image, got shape {tuple(x.shape)}")
     if x.dtype == torch.uint8:
-        x = x.float() if int(x.max()) <= 1 else x.float() / 255
+        x = x.float() * uint8_scale(x)
     return x.to(device=device, dtype=torch.float32)
 
 

@@ -50,5 +50,5 @@ def evaluate_checkpoint(checkpoint: str | Path, metrics: str | list[str] = "mig"
     if ck.config.get("dataset") == ds.name:  # TensorBoard's HParams tab: the run's settings beside its scores
         from .train.tensorboard import log_evaluation
 
-        log_evaluation(ck.path.parent, ck.config, results, int(json.loads(ck.meta.get("step", "0"))))
+        log_evaluation(ck.path.parent, results, int(json.loads(ck.meta.get("step", "0"))))
     return record, path

@@ -23,7 +23,12 @@ import numpy as np
 import torch
 
 from ..errors import DisentkitError
-from .base import ArrayFactorDataset, Factor, FactorDataset
+from .base import ArrayFactorDataset, Factor, FactorDataset, grid_strides
+
+
+def uint8_scale(x: np.ndarray | torch.Tensor) -> float:
+    """What maps uint8 pixels to [0, 1]: 1 for binary {0, 1} images, else 1/255."""
+    return 1.0 if len(x) == 0 or int(x.max()) <= 1 else 1 / 255
 
 
 def _images_nhwc(images: Any) -> tuple[np.ndarray | torch.Tensor, float]:
@@ -38,7 +43,7 @@ def _images_nhwc(images: Any) -> tuple[np.ndarray | torch.Tensor, float]:
         raise DisentkitError(f"images must be (N, H, W), (N, H, W, C) or (N, C, H, W) with 1 or 3 channels, got "
                              f"shape {x.shape}")
     if x.dtype == np.uint8:
-        return np.ascontiguousarray(x), 1.0 if int(x.max(initial=0)) <= 1 else 1 / 255
+        return np.ascontiguousarray(x), uint8_scale(x)
     if not np.issubdtype(x.dtype, np.floating):
         raise DisentkitError(f"images must be uint8 or floats in [0, 1], got dtype {x.dtype}")
     if not np.isfinite(x).all() or x.min(initial=0) < 0 or x.max(initial=0) > 1:
@@ -72,8 +77,7 @@ class LabelledFactorDataset(ArrayFactorDataset):
     def __init__(self, name: str, factors: Sequence[Factor], images, classes: np.ndarray, scale: float) -> None:
         self.classes = classes
         self._rows = len(classes)
-        sizes = np.asarray([f.size for f in factors], dtype=np.int64)
-        code = (classes * np.concatenate([np.cumprod(sizes[::-1])[::-1][1:], [1]])).sum(1)
+        code = (classes * grid_strides([f.size for f in factors])).sum(1)
         self._codes, first = np.unique(code, return_index=True)
         self._first = first.astype(np.int64)
         super().__init__(name, factors, images, scale)
@@ -115,8 +119,7 @@ def from_arrays(images: Any, factors: Any, names: Sequence[str] | None = None, n
     if len(x) < 2:
         raise DisentkitError(f"{name}: need at least 2 images, got {len(x)}")
     sizes = [f.size for f in fs]
-    strides = np.concatenate([np.cumprod(np.asarray(sizes[::-1], dtype=np.int64))[::-1][1:], [1]])
-    code = (classes * strides).sum(1)
+    code = (classes * grid_strides(sizes)).sum(1)
     if len(x) == int(np.prod(sizes)) and len(np.unique(code)) == len(x):  # the complete grid: put it in order
         order = np.argsort(code, kind="stable")
         return ArrayFactorDataset(name, fs, x[torch.as_tensor(order)] if isinstance(x, torch.Tensor) else x[order],

@@ -18,6 +18,12 @@ import torch
 from ..registry import Registry
 
 
+def grid_strides(sizes: Sequence[int]) -> np.ndarray:
+    """Mixed-radix strides (F,) int64 of a factor grid, last factor fastest: index = Σ class · stride."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    return np.concatenate([np.cumprod(sizes[::-1])[::-1][1:], [1]]).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class Factor:
     """One ground-truth factor: its name, and the value of each of its classes."""
@@ -66,8 +72,7 @@ class FactorDataset:
 
     @property
     def _strides(self) -> np.ndarray:
-        sizes = np.asarray(self.factor_sizes, dtype=np.int64)
-        return np.concatenate([np.cumprod(sizes[::-1])[::-1][1:], [1]]).astype(np.int64)
+        return grid_strides(self.factor_sizes)
 
     def index_to_factors(self, index: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """Factor classes (N, F) of flat image indices (N,); numpy in, numpy out; torch likewise."""

@@ -27,7 +27,7 @@ def write_layout(tb) -> None:
 def log_images(tb, vae: torch.nn.Module, dataset, step: int, seed: int, num: int = 8, steps: int = 8) -> None:
     """``images/reconstructions`` (originals above reconstructions) and ``images/traversals`` (one row per
     latent, −2 … +2 around the first image's μ) at ``step``; the model is put back in its mode."""
-    from ..viz.images import grid, to_uint8, traversal_frames
+    from ..viz.images import reconstruction_grid, traversal_frames, traversal_grid
 
     was = vae.training
     vae.eval()
@@ -35,12 +35,9 @@ def log_images(tb, vae: torch.nn.Module, dataset, step: int, seed: int, num: int
         device = next(vae.parameters()).device
         rng = np.random.default_rng(seed)
         x = dataset.sample_observations_from_factors(dataset.sample_factors(num, rng), rng, device=device)
-        recon = torch.sigmoid(vae.decoder(vae.encoder(x)[0]))
-        tb.experiment.add_image("images/reconstructions", grid(np.concatenate([to_uint8(x), to_uint8(recon)]),
-                                                                nrow=num), step, dataformats="HWC")
-        frames = traversal_frames(vae, x[0], steps=steps)  # (steps, D, C, H, W)
-        rows = frames.transpose(0, 1).reshape(-1, *frames.shape[2:])
-        tb.experiment.add_image("images/traversals", grid(to_uint8(rows), nrow=steps), step, dataformats="HWC")
+        tb.experiment.add_image("images/reconstructions", reconstruction_grid(vae, x), step, dataformats="HWC")
+        tb.experiment.add_image("images/traversals", traversal_grid(traversal_frames(vae, x[0], steps=steps)), step,
+                                dataformats="HWC")
     finally:
         vae.train(was)
 
@@ -68,7 +65,7 @@ def log_hparams(writer, cfg: dict[str, Any], step: int) -> None:
     writer.flush()
 
 
-def log_evaluation(run_dir: str | Path, cfg: dict[str, Any], results: dict[str, dict], step: int) -> None:
+def log_evaluation(run_dir: str | Path, results: dict[str, dict], step: int) -> None:
     """After ``disentkit evaluate``: the headline metrics as ``eval/<metric>`` scalars at the checkpoint's step,
     in the run's own TensorBoard folder (the HParams tab shows them beside the run's settings); nothing when
     the run has no such folder."""

@@ -42,10 +42,21 @@ def reconstructions(vae: GaussianVAE, dataset: FactorDataset, path: str | Path, 
     device = next(vae.parameters()).device
     rng = np.random.default_rng(seed)
     x = dataset.sample_observations_from_factors(dataset.sample_factors(num, rng), rng, device=device)
-    recon = torch.sigmoid(vae.decoder(vae.encode_mean(x)))
-    img = grid(np.concatenate([to_uint8(x), to_uint8(recon)]), nrow=num)
-    Image.fromarray(upscale(img)).save(path)
+    Image.fromarray(upscale(reconstruction_grid(vae, x))).save(path)
     return Path(path)
+
+
+@torch.no_grad()
+def reconstruction_grid(vae: GaussianVAE, x: torch.Tensor) -> np.ndarray:
+    """uint8 (H, W, 3): the images ``x`` in a row above their reconstructions (sigmoid of the decoded mean)."""
+    recon = torch.sigmoid(vae.decoder(vae.encode_mean(x)))
+    return grid(np.concatenate([to_uint8(x), to_uint8(recon)]), nrow=len(x))
+
+
+def traversal_grid(frames: torch.Tensor) -> np.ndarray:
+    """uint8 (H, W, 3) of :func:`traversal_frames` (steps, D, C, H, W): one row per latent, one column per step."""
+    s, d = frames.shape[:2]
+    return grid(to_uint8(frames.transpose(0, 1).reshape(s * d, *frames.shape[2:])), nrow=s)
 
 
 @torch.no_grad()
@@ -79,8 +90,7 @@ def traversals(vae: GaussianVAE, dataset: FactorDataset, png: str | Path, gif: s
     if order is not None:
         frames = frames[:, order]
     s, d = frames.shape[:2]
-    rows = frames.transpose(0, 1).reshape(s * d, *frames.shape[2:])      # latent-major
-    Image.fromarray(upscale(grid(to_uint8(rows), nrow=s))).save(png)
+    Image.fromarray(upscale(traversal_grid(frames))).save(png)
     if gif is not None:
         pics = [upscale(grid(to_uint8(frames[i]), nrow=d)) for i in range(s)]
         imageio.mimsave(gif, pics + pics[-2:0:-1], duration=0.12, loop=0)
