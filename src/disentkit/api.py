@@ -65,7 +65,7 @@ class Model:
     def encode(self, images: Any, sample: bool = False, seed: int | None = None) -> torch.Tensor:
         """Codes (N, D): the posterior means μ(x), or with ``sample=True`` one draw z ~ q(z|x)
         (``seed`` makes the draw repeatable)."""
-        mu, logvar = self.vae.encoder(as_images(images, self.device))
+        mu, logvar = self.vae.encode(as_images(images, self.device))
         if not sample:
             return mu
         gen = None if seed is None else torch.Generator(device=mu.device).manual_seed(seed)
@@ -74,7 +74,7 @@ class Model:
     @torch.inference_mode()
     def posterior(self, images: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log-variance (N, D) each of q(z|x)."""
-        return self.vae.encoder(as_images(images, self.device))
+        return self.vae.encode(as_images(images, self.device))
 
     @torch.inference_mode()
     def decode(self, z: Any) -> torch.Tensor:
@@ -82,7 +82,7 @@ class Model:
         z = torch.as_tensor(z, dtype=torch.float32, device=self.device)
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise DisentkitError(f"codes must be (N, {self.latent_dim}) for this model, got shape {tuple(z.shape)}")
-        return torch.sigmoid(self.vae.decoder(z))
+        return torch.sigmoid(self.vae.decode(z))
 
     def reconstruct(self, images: Any) -> torch.Tensor:
         """decode(encode(images)): reconstructions from the posterior means, (N, C, H, W) in [0, 1]."""

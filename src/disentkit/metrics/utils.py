@@ -42,15 +42,16 @@ def representation_function(vae: torch.nn.Module, representation: str = "mean", 
         raise DisentkitError(f"--representation must be 'mean' or 'sampled', got '{representation}'")
     device = next(vae.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
-    encoder = copy.deepcopy(vae.encoder).eval()
+    net = copy.deepcopy(vae).eval()  # a disentkit VAE or a user's (models/custom.py): both have encode()
     cpu = device.type == "cpu"
     if cpu:
-        encoder = encoder.to(memory_format=torch.channels_last)
-        for m in encoder.modules():
+        net = net.to(memory_format=torch.channels_last)
+        for m in net.modules():
             if isinstance(m, torch.nn.ReLU):
                 m.inplace = True  # the copy's activations are never reused: halves memory traffic
-    for p in encoder.parameters():
+    for p in net.parameters():
         p.requires_grad_(False)
+    encoder = net.encode
 
     def posterior(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if not (cpu and x.ndim == 4):

@@ -40,16 +40,25 @@ class GaussianVAE(nn.Module):
         self.encoder, self.decoder = ARCHITECTURES[architecture](channels, latent_dim)
         self.latent_dim = latent_dim
 
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The posterior's mean and log-variance (B, D) each: the first method of the VAE protocol
+        (``models/custom.py``); everything outside the engine encodes through it."""
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoder's logits (B, C, H, W) of codes (B, D): the protocol's second method."""
+        return self.decoder(z)
+
     def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> VAEOutput:
         """Encode, sample z = μ + σ·ε (``eps`` given by the trainer, else drawn here), decode."""
-        mu, logvar = self.encoder(x)
+        mu, logvar = self.encode(x)
         z = reparameterize(mu, logvar) if eps is None else mu + torch.exp(0.5 * logvar) * eps
-        return VAEOutput(mu, logvar, z, self.decoder(z))
+        return VAEOutput(mu, logvar, z, self.decode(z))
 
     @torch.no_grad()
     def encode_mean(self, x: torch.Tensor) -> torch.Tensor:
         """The mean representation μ(x), as the metrics use by default."""
-        return self.encoder(x)[0]
+        return self.encode(x)[0]
 
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

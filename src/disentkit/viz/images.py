@@ -49,7 +49,7 @@ def reconstructions(vae: GaussianVAE, dataset: FactorDataset, path: str | Path, 
 @torch.no_grad()
 def reconstruction_grid(vae: GaussianVAE, x: torch.Tensor) -> np.ndarray:
     """uint8 (H, W, 3): the images ``x`` in a row above their reconstructions (sigmoid of the decoded mean)."""
-    recon = torch.sigmoid(vae.decoder(vae.encode_mean(x)))
+    recon = torch.sigmoid(vae.decode(vae.encode_mean(x)))
     return grid(np.concatenate([to_uint8(x), to_uint8(recon)]), nrow=len(x))
 
 
@@ -75,7 +75,7 @@ def traversal_frames(vae: GaussianVAE, x: torch.Tensor, steps: int = 10, limit: 
     z = mu.repeat(steps, d, 1)                                            # (steps, D, D)
     idx = torch.arange(d, device=mu.device)
     z[:, idx, idx] = values
-    out = torch.sigmoid(vae.decoder(z.view(steps * d, d)))
+    out = torch.sigmoid(vae.decode(z.view(steps * d, d)))
     return out.view(steps, d, *out.shape[1:])
 
 

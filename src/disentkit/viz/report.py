@@ -24,7 +24,7 @@ def kl_per_latent(vae, dataset, num: int = 1024, seed: int = 0) -> np.ndarray:
     device = next(vae.parameters()).device
     rng = np.random.default_rng(seed)
     x = dataset.sample_observations_from_factors(dataset.sample_factors(num, rng), rng, device=device)
-    mu, logvar = vae.encoder(x)
+    mu, logvar = vae.encode(x)
     return gaussian_kl(mu, logvar).mean(0).cpu().numpy()
 
 
