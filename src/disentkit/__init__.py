@@ -5,7 +5,7 @@ Where things are (each imports torch, so ``import disentkit`` alone stays light)
 
 * ``disentkit.load(run)`` — a trained run as a :class:`~disentkit.api.Model`: ``encode``, ``decode``,
   ``reconstruct``, ``traverse``, ``save``; the metrics take it directly
-* ``disentkit.train``    — ``fit(config)``, ``resume(run)``, ``TrainConfig``, ``load_checkpoint(path)``
+* ``disentkit.train``    — ``fit(config)`` (``vae=`` your own encoder/decoder), ``resume(run)``, ``TrainConfig``, ``load_checkpoint(path)``
 * ``disentkit.metrics``  — ``mig``, ``sap``, ``dci``, ``factor_vae_score``, … and ``evaluate(encode_fn, dataset, "all")``
 * ``disentkit.data``     — ``get_dataset(name)``: procedural and real factor datasets;
   ``FactorDataset.from_arrays(images, factors)`` for your own; ``dataset.torch_dataset()`` for a DataLoader

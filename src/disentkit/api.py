@@ -125,10 +125,11 @@ class Model:
                 f"{self.config.get('dataset')}{where})")
 
 
-def load(path: str | Path, device: str | torch.device = "cpu") -> Model:
+def load(path: str | Path, device: str | torch.device = "cpu", vae: torch.nn.Module | None = None) -> Model:
     """Load a trained run (its folder: ``best`` then ``model`` checkpoint) or a ``.safetensors`` checkpoint
-    as a :class:`Model` on ``device``, in eval mode. Never unpickles code."""
+    as a :class:`Model` on ``device``, in eval mode. Never unpickles code. A run of your own VAE
+    (``fit(config, vae=MyVAE())``) loads into ``vae``, a fresh instance of its class."""
     from .train.checkpoint import load_checkpoint
 
-    ck = load_checkpoint(path, device=device)
+    ck = load_checkpoint(path, device=device, vae=vae)
     return Model(ck.vae, ck.config, ck.path, ck.state)

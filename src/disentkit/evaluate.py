@@ -8,6 +8,7 @@ representation; ``metrics/record.py``).
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -18,21 +19,26 @@ from .files import write_atomic
 def evaluate_checkpoint(checkpoint: str | Path, metrics: str | list[str] = "mig", *, dataset: str | None = None,
                         data_root: str | None = None, seed: int = 0, representation: str = "mean",
                         params: dict[str, dict[str, Any]] | None = None, device: str = "cpu",
-                        baseline: bool = False, out: str | Path | None = None) -> tuple[dict[str, Any], Path]:
+                        baseline: bool = False, out: str | Path | None = None,
+                        vae: Any = None) -> tuple[dict[str, Any], Path]:
     """Score ``checkpoint`` (a run folder or a ``.safetensors`` file) with ``metrics`` on ``dataset``
     (default: the one it was trained on); with ``baseline`` also the same model untrained (its initial
     weights). Writes the record to ``out`` (default: ``metrics.json`` beside the checkpoint) atomically and
-    returns it with its path. ``params`` overrides metric defaults, e.g. ``{"dci": {"num_train": 2000}}``."""
+    returns it with its path. ``params`` overrides metric defaults, e.g. ``{"dci": {"num_train": 2000}}``.
+    A run of your own VAE loads into ``vae``, a fresh instance of its class; its baseline is that instance
+    as it was passed (untrained)."""
     from .data import get_dataset
     from .metrics import evaluate, representation_function, resolve_metrics
     from .metrics.record import earlier_record, evaluation_context
     from .train.checkpoint import load_checkpoint
+    from .models.custom import as_vae
     from .train.members import initial_vae
     from .train.run import resolve_device
 
     names = resolve_metrics(metrics)
     dev = resolve_device(device)
-    ck = load_checkpoint(checkpoint, device=dev)
+    untrained = copy.deepcopy(vae) if baseline and vae is not None else None  # before the run's weights go in
+    ck = load_checkpoint(checkpoint, device=dev, vae=vae)
     ds = get_dataset(dataset or ck.config["dataset"], data_root=data_root or ck.config.get("data_root"))
     results = evaluate(representation_function(ck.vae, representation, seed=seed), ds, names, seed=seed,
                        params=params)
@@ -42,7 +48,7 @@ def evaluate_checkpoint(checkpoint: str | Path, metrics: str | list[str] = "mig"
     record.update(context)
     record.setdefault("results", {}).update(results)
     if baseline:
-        fresh = initial_vae(ck.config).to(dev).eval()
+        fresh = (initial_vae(ck.config) if untrained is None else as_vae(untrained)).to(dev).eval()
         record.setdefault("untrained", {}).update(
             evaluate(representation_function(fresh, representation, seed), ds, names, seed, params))
     path.parent.mkdir(parents=True, exist_ok=True)

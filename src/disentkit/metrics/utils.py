@@ -74,14 +74,18 @@ def representation_function(vae: torch.nn.Module, representation: str = "mean", 
 
 def as_encode_fn(model: Any, representation: str = "mean") -> EncodeFn:
     """What metrics encode with, from what a user holds: a :class:`disentkit.Model` (``disentkit.load``), a
-    checkpoint or a disentkit :class:`GaussianVAE` (their ``representation``), any ``nn.Module`` whose forward
+    checkpoint, a disentkit :class:`GaussianVAE` or a module with ``encode``/``decode`` (the VAE protocol of
+    :mod:`disentkit.models.custom`; all by their ``representation``), any other ``nn.Module`` whose forward
     maps images (N, C, H, W) to codes (N, D) (or to a tuple whose first item is the codes, as an encoder's
     (μ, log σ²)), or a plain function doing so. Anything else is one clear error."""
     from ..models import GaussianVAE
+    from ..models.custom import as_vae, follows_protocol
 
     vae = getattr(model, "vae", None)
     if isinstance(model, GaussianVAE) or isinstance(vae, GaussianVAE):
         return representation_function(model if isinstance(model, GaussianVAE) else vae, representation)
+    if follows_protocol(model):  # a user's VAE with encode(x) -> (mu, logvar) and decode(z)
+        return representation_function(as_vae(model), representation)
     if isinstance(model, torch.nn.Module):
         return _module_encoder(model)
     if callable(model):

@@ -1,12 +1,14 @@
-"""Models: encoder/decoder architectures and one objective per file, each registering itself by name."""
+"""Models: encoder/decoder architectures and one objective per file, each registering itself by name;
+``custom.py``: the two-method protocol (``encode``, ``decode``) by which your own VAE trains."""
 
 from __future__ import annotations
 
 from ..registry import import_all
 from .architectures import ARCHITECTURES
 from .base import OBJECTIVES, Draw, GaussianVAE, HParam, LossTerms, Objective, Phase, PhaseOut, VAEOutput, register
+from .custom import CustomVAE
 
-import_all(__name__, __path__, skip=lambda name: name in ("architectures", "base", "layers"))
+import_all(__name__, __path__, skip=lambda name: name in ("architectures", "base", "custom", "layers"))
 
 
 def get_objective(name: str) -> type[Objective]:
@@ -23,5 +25,5 @@ def all_hparams() -> dict[str, tuple[HParam, list[str]]]:
     return out
 
 
-__all__ = ["ARCHITECTURES", "OBJECTIVES", "Draw", "GaussianVAE", "HParam", "LossTerms", "Objective", "Phase",
+__all__ = ["ARCHITECTURES", "OBJECTIVES", "CustomVAE", "Draw", "GaussianVAE", "HParam", "LossTerms", "Objective", "Phase",
            "PhaseOut", "VAEOutput", "all_hparams", "get_objective", "register"]

@@ -92,11 +92,15 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     return state, json.loads(meta["config"]), meta
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
-    """Rebuild the VAE a checkpoint was trained with and load its weights (strictly)."""
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", vae: torch.nn.Module | None = None
+                    ) -> Checkpoint:
+    """Rebuild the VAE a checkpoint was trained with and load its weights (strictly). A run of a user's VAE
+    (``fit(config, vae=...)``) loads into ``vae``, a fresh instance of its class."""
+    from ..models.custom import as_vae
+
     p = resolve_checkpoint(path)
     state, config, meta = read_checkpoint(p)
-    vae = build_vae(config)
+    vae = build_vae(config) if vae is None else as_vae(vae, int(config["latent_dim"]))
     vae_state = {k[len("vae."):]: v for k, v in state.items() if k.startswith("vae.")}
     try:
         vae.load_state_dict(vae_state)

@@ -148,6 +148,7 @@ class TrainConfig:
         model's hyperparameters. Returns self."""
         from ..data import DATASETS
         from ..models import ARCHITECTURES, get_objective
+        from ..models.custom import is_custom
 
         for name, typ in FIELD_TYPES.items():  # a config built in Python gets the conversions a file gets
             setattr(self, name, convert(name, getattr(self, name), typ))
@@ -172,7 +173,7 @@ class TrainConfig:
             (self.early_stopping_patience >= 0, "--early-stopping-patience must be ≥ 0 (0: off)"),
             (not self.early_stopping_patience or fractions[1] > 0,
              "--early-stopping-patience needs a validation split: give --split 0.8,0.1,0.1 (or --val-fraction)"),
-            (self.architecture in ARCHITECTURES,
+            (self.architecture in ARCHITECTURES or is_custom(self.architecture),
              f"unknown --architecture '{self.architecture}'; choose one of: {', '.join(ARCHITECTURES)}"),
             (not (self.cuda_graphs and self.compile != "off"),
              "--cuda-graphs and --compile exclude each other; pick one"),

@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..models import GaussianVAE
 from .checkpoint import STATE_FILE, save_state
 from .config import TrainConfig
 from .session import Session
@@ -29,11 +30,11 @@ Callback = Callable[[int, dict], None]
 
 
 def train(config: TrainConfig, members: list[TrainConfig], run_dir: Path, resume: bool = False,
-          callbacks: Sequence[Callback] = ()) -> Path:
+          callbacks: Sequence[Callback] = (), vae: GaussianVAE | None = None) -> Path:
     """Train ``members`` (validated single-run configs; one, or a fused ensemble's) sharing ``config``'s
     steps, batch, device and speed options, in ``run_dir``; continue from its training state if ``resume``.
     Each of ``callbacks`` is called as ``fn(step, logs)`` after every step (logs: the step's device tensors)."""
-    s = Session.open(config, members, run_dir, resume)
+    s = Session.open(config, members, run_dir, resume, vae=vae)
     t0 = time.time()
     with s.deterministic():
         with s.progress_bar() as bar:

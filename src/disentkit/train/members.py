@@ -25,6 +25,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from ..errors import DisentkitError
 from ..models import GaussianVAE, Objective, Phase, PhaseOut, VAEOutput, get_objective
+from ..models.custom import is_custom
 from ..models.layers import set_conv_impl
 from .data import shared_seed
 
@@ -39,6 +40,11 @@ def build_objective(cfg: dict[str, Any]) -> Objective:
 
 def build_vae(cfg: dict[str, Any]) -> GaussianVAE:
     """The VAE a config describes (``channels`` recorded from the dataset), with its convolution kind."""
+    arch = cfg.get("architecture", "locatello")
+    if is_custom(arch):
+        cls = arch[len("custom:"):]
+        raise DisentkitError(f"this run trained a user-supplied VAE ({cls}), which disentkit cannot rebuild; "
+                             f"load it from Python with disentkit.load(run, vae={cls.rsplit('.', 1)[-1]}(...))")
     vae = GaussianVAE(cfg.get("architecture", "locatello"), int(cfg.get("channels") or 1), int(cfg["latent_dim"]))
     return set_conv_impl(vae, cfg.get("conv_impl", "auto"))
 
@@ -64,13 +70,14 @@ def phase_param_names(objective: Objective) -> list[list[str]]:
     return out
 
 
-def member_init(cfg: dict[str, Any], init_state: dict[str, torch.Tensor] | None = None
-                ) -> tuple[GaussianVAE, Objective, torch.Tensor]:
+def member_init(cfg: dict[str, Any], init_state: dict[str, torch.Tensor] | None = None,
+                vae: GaussianVAE | None = None) -> tuple[GaussianVAE, Objective, torch.Tensor]:
     """Member ``cfg``'s VAE and objective, initialised from the CPU generator seeded with its seed, and that
-    generator's state afterwards (where its step noise continues). The global generator is left as it was."""
+    generator's state afterwards (where its step noise continues). The global generator is left as it was.
+    A user-supplied ``vae`` comes with its own initial weights and is used as it is."""
     with torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(int(cfg["seed"]))
-        vae, objective = build_vae(cfg), build_objective(cfg)
+        vae, objective = vae if vae is not None else build_vae(cfg), build_objective(cfg)
         state = torch.get_rng_state()
     if init_state is not None:
         vae.load_state_dict(init_state)
@@ -170,9 +177,9 @@ class Single(Members):
     """One member: its VAE and objective as ordinary modules."""
 
     def __init__(self, config: dict[str, Any], device: torch.device, init_state: dict | None = None,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, vae: GaussianVAE | None = None) -> None:
         super().__init__([config], device)
-        vae, objective, state = member_init(config, init_state)
+        vae, objective, state = member_init(config, init_state, vae)
         if channels_last:
             vae = vae.to(memory_format=torch.channels_last)
         self.vae, self.objective = vae.to(self.device), objective.to(self.device)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from torch import nn
 
 from ..errors import DisentkitError
 from .checkpoint import STATE_FILE, read_checkpoint
@@ -142,16 +143,47 @@ def read_init_from(path: str | Path, cfg: dict[str, Any]) -> dict[str, torch.Ten
     return {k[4:]: v for k, v in state.items() if k.startswith("vae.")}
 
 
+def user_vae(vae: nn.Module | None, config: TrainConfig) -> Any:
+    """A user's VAE (``fit(config, vae=...)``) wrapped for the engine and checked once on the run's image
+    shape, before any file is written; None for a built-in architecture (which a custom run then needs)."""
+    from ..data import get_dataset
+    from ..models.custom import CustomVAE, architecture_name, as_vae, check_protocol, is_custom
+
+    if vae is None:
+        if is_custom(config.architecture):
+            cls = config.architecture.split(":", 1)[1]
+            raise DisentkitError(f"architecture {config.architecture} is a user-supplied VAE; train it from Python "
+                                 f"with fit(config, vae={cls.rsplit('.', 1)[-1]}(...)) (or resume(run, vae=...))")
+        return None
+    if config.ensemble:
+        raise DisentkitError("vae=: a fused ensemble (--ensemble) trains the built-in architectures only; train "
+                             "your VAE as one run per seed")
+    net = as_vae(vae, config.latent_dim)
+    if isinstance(net, CustomVAE):
+        name = architecture_name(net.net)
+        if is_custom(config.architecture) and config.architecture != name:
+            raise DisentkitError(f"this run trained {config.architecture.split(':', 1)[1]}, not "
+                                 f"{name.split(':', 1)[1]}; pass an instance of the class it trained")
+        config.architecture = name
+    shape = get_dataset(config.dataset, data_root=config.data_root).observation_shape
+    check_protocol(net, tuple(shape), config.latent_dim)
+    return net
+
+
 # ---------------------------------------------------------------------- entry points
-def fit(config: TrainConfig | dict[str, Any], *, setup: bool = False, callbacks: Sequence = ()) -> Path:
+def fit(config: TrainConfig | dict[str, Any], *, vae: nn.Module | None = None, setup: bool = False,
+        callbacks: Sequence = ()) -> Path:
     """Train a run (or a fused ensemble, with ``config.ensemble``) as ``config`` says; returns its folder.
 
-    ``setup=True`` also sets up this process as ``disentkit train`` does (:func:`setup_process`);
-    ``callbacks``: functions called as ``fn(step, logs)`` after every step."""
+    ``vae``: your own encoder/decoder, an ``nn.Module`` with ``encode(x) -> (mu, logvar)`` and
+    ``decode(z) -> logits`` (:mod:`disentkit.models.custom`), trained in place instead of
+    ``config.architecture``. ``setup=True`` also sets up this process as ``disentkit train`` does
+    (:func:`setup_process`); ``callbacks``: functions called as ``fn(step, logs)`` after every step."""
     from .loop import train
 
     config = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
     config.validate()
+    net = user_vae(vae, config)
     members = member_configs(config)
     run_dir = prepare_run_dir(config.out, config.overwrite)
     if config.ensemble:
@@ -159,7 +191,7 @@ def fit(config: TrainConfig | dict[str, Any], *, setup: bool = False, callbacks:
             prepare_run_dir(m.out, config.overwrite)
     if setup:
         setup_process(config.threads)
-    return train(config, members, run_dir, resume=False, callbacks=callbacks)
+    return train(config, members, run_dir, resume=False, callbacks=callbacks, vae=net)
 
 
 def finished(run_dir: str | Path) -> int:
@@ -180,10 +212,11 @@ def finished(run_dir: str | Path) -> int:
 RESUMABLE_OVERRIDES = ("steps", "epochs", "device", "threads", "progress", "data_root")
 
 
-def resume(run: str | Path, *, setup: bool = False, **overrides: Any) -> Path:
+def resume(run: str | Path, *, vae: nn.Module | None = None, setup: bool = False, **overrides: Any) -> Path:
     """Continue a run (or fused ensemble) from its training state; returns its folder. A run killed before
     its first checkpoint starts again from its ``config.yaml``; ``steps``/``epochs`` may be raised to train
-    a finished run further. With the same settings the final weights equal an uninterrupted run's (CPU)."""
+    a finished run further. With the same settings the final weights equal an uninterrupted run's (CPU).
+    A run of your own VAE (``fit(config, vae=...)``) needs a fresh instance of its class as ``vae``."""
     from .loop import train
 
     run_dir = Path(run)
@@ -197,6 +230,7 @@ def resume(run: str | Path, *, setup: bool = False, **overrides: Any) -> Path:
     saved = load_yaml(run_dir / "config.yaml")
     saved.update({k: v for k, v in overrides.items() if v is not None}, out=str(run_dir), overwrite=False)
     config = TrainConfig.from_dict(saved).validate()
+    net = user_vae(vae, config)
     if not (run_dir / STATE_FILE).is_file() and (run_dir / "model.safetensors").is_file():
         raise DisentkitError(f"{run_dir} finished without a training state (an older disentkit wrote it), so it "
                              f"cannot be continued; start a new run from its weights with --init-from {run_dir}")
@@ -206,4 +240,4 @@ def resume(run: str | Path, *, setup: bool = False, **overrides: Any) -> Path:
                              "larger than that to train it further")
     if setup:
         setup_process(config.threads)
-    return train(config, member_configs(config), run_dir, resume=True)
+    return train(config, member_configs(config), run_dir, resume=True, vae=net)

@@ -25,6 +25,7 @@ import yaml
 
 from ..data import get_dataset
 from ..errors import DisentkitError
+from ..models import GaussianVAE
 from .checkpoint import STATE_FILE, load_state, read_checkpoint, save_checkpoint, save_state
 from .config import TrainConfig
 from .data import Batches, Indices, fixed_batches, plan_indices
@@ -54,7 +55,8 @@ class Session:
 
     # ------------------------------------------------------------------ set-up
     @classmethod
-    def open(cls, config: TrainConfig, members: list[TrainConfig], run_dir: Path, resume: bool) -> "Session":
+    def open(cls, config: TrainConfig, members: list[TrainConfig], run_dir: Path, resume: bool,
+             vae: GaussianVAE | None = None) -> "Session":
         from lightning.fabric import Fabric
 
         s = cls()
@@ -79,6 +81,7 @@ class Session:
                 check_params(METRICS[name], params)  # a wrong parameter fails now, not at the first evaluation
         s.dataset = get_dataset(config.dataset, data_root=config.data_root)
         s.dataset.place(s.device)
+        s.user_vae = vae  # a user's encoder/decoder, wrapped and checked by run.user_vae
         s.indices: Indices = plan_indices(s.dataset.num_images, config.split_fractions(), config.subsample,
                                           config.data_seed)
         per_epoch = s.indices.num_train // config.batch_size
@@ -117,7 +120,8 @@ class Session:
         if any(init) and not all(init):
             raise DisentkitError("either every member of an ensemble starts from a checkpoint (--init-from) or none")
         if len(self.cfgs) == 1:
-            return Single(self.cfgs[0], self.device, init[0], channels_last=self.config.channels_last)
+            return Single(self.cfgs[0], self.device, init[0], channels_last=self.config.channels_last,
+                          vae=self.user_vae)
         return Stacked(self.cfgs, self.device, self.config.ensemble_impl, self.config.ensemble_rng,
                        init if any(init) else None)
 
