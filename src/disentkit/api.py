@@ -1,10 +1,12 @@
-"""``disentkit.load``: a trained run as one object that encodes, decodes, traverses, scores and saves.
+"""``disentkit.load``: a trained run as one object that encodes, decodes, traverses, scores and saves::
 
-    >>> import disentkit
-    >>> model = disentkit.load("runs/demo")                    # a run folder or a .safetensors file
-    >>> z = model.encode(images)                                # (N, D) posterior means; sample=True draws
-    >>> x_hat = model.reconstruct(images)                       # (N, C, H, W) in [0, 1]
-    >>> disentkit.metrics.mig(model, disentkit.data.get_dataset("dsprites_procedural"))["mig"]
+    import disentkit
+    from disentkit.data import get_dataset
+    from disentkit.metrics import mig
+    model = disentkit.load("runs/demo")                    # a run folder or a .safetensors file
+    z = model.encode(images)                                # (N, D) posterior means; sample=True draws
+    x_hat = model.reconstruct(images)                       # (N, C, H, W) in [0, 1]
+    mig(model, get_dataset("dsprites_procedural"))["mig"]
 
 Images are float tensors or arrays (N, C, H, W) in [0, 1], or uint8 (scaled by 1/255, binary {0, 1}
 kept as is); one image (C, H, W) is a batch of one. Everything runs under ``torch.inference_mode`` on
@@ -41,7 +43,22 @@ def as_images(images: Any, device: torch.device | str = "cpu") -> torch.Tensor:
 @dataclass
 class Model:
     """A trained disentkit VAE with its config: ``encode``, ``decode``, ``reconstruct``, ``traverse``,
-    ``save``. Metrics accept it directly (its mean representation, dlib's default)."""
+    ``save``. Metrics accept it directly (its mean representation, dlib's default).
+
+    Example:
+        >>> import tempfile, torch, disentkit
+        >>> from disentkit.train import TrainConfig, fit
+        >>> run = fit(TrainConfig(steps=2, batch_size=8, latent_dim=6, out=tempfile.mkdtemp() + "/r", progress=False))
+        trained beta_vae for 2 steps...
+        >>> model = disentkit.load(run)
+        >>> images = torch.rand(4, 1, 64, 64).round()
+        >>> model.encode(images).shape, model.reconstruct(images).shape
+        (torch.Size([4, 6]), torch.Size([4, 1, 64, 64]))
+        >>> model.traverse(images[0], steps=5, latents=[0, 1]).shape       # 2 latents × 5 values
+        torch.Size([2, 5, 1, 64, 64])
+        >>> model.decode(torch.zeros(1, 6)).shape, model.save(run / "copy.safetensors").name
+        (torch.Size([1, 1, 64, 64]), 'copy.safetensors')
+    """
 
     vae: GaussianVAE
     config: dict[str, Any]
@@ -128,7 +145,21 @@ class Model:
 def load(path: str | Path, device: str | torch.device = "cpu", vae: torch.nn.Module | None = None) -> Model:
     """Load a trained run (its folder: ``best`` then ``model`` checkpoint) or a ``.safetensors`` checkpoint
     as a :class:`Model` on ``device``, in eval mode. Never unpickles code. A run of your own VAE
-    (``fit(config, vae=MyVAE())``) loads into ``vae``, a fresh instance of its class."""
+    (``fit(config, vae=MyVAE())``) loads into ``vae``, a fresh instance of its class.
+
+    Example:
+        >>> import tempfile, disentkit
+        >>> from disentkit.data import get_dataset
+        >>> from disentkit.metrics import mig
+        >>> from disentkit.train import TrainConfig, fit
+        >>> run = fit(TrainConfig(steps=2, batch_size=8, out=tempfile.mkdtemp() + "/r", progress=False))
+        trained beta_vae for 2 steps...
+        >>> model = disentkit.load(run)           # or disentkit.load(run / "model.safetensors")
+        >>> model
+        Model(beta_vae, 10 latents, dataset dsprites_procedural from .../model.safetensors)
+        >>> 0 <= mig(model, get_dataset("dsprites_procedural"), num_train=1000)["mig"] <= 1
+        True
+    """
     from .train.checkpoint import load_checkpoint
 
     ck = load_checkpoint(path, device=device, vae=vae)

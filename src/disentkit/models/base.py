@@ -24,7 +24,15 @@ from .architectures import ARCHITECTURES
 
 @dataclass
 class VAEOutput:
-    """One forward pass: posterior parameters, the sample, and the decoder's logits."""
+    """One forward pass: posterior parameters, the sample, and the decoder's logits.
+
+    Example:
+        >>> import torch
+        >>> from disentkit.models import GaussianVAE
+        >>> out = GaussianVAE(latent_dim=4)(torch.zeros(2, 1, 64, 64), eps=torch.zeros(2, 4))
+        >>> out.mu.shape, out.logits.shape, bool((out.z == out.mu).all())
+        (torch.Size([2, 4]), torch.Size([2, 1, 64, 64]), True)
+    """
 
     mu: torch.Tensor
     logvar: torch.Tensor
@@ -33,7 +41,16 @@ class VAEOutput:
 
 
 class GaussianVAE(nn.Module):
-    """Encoder q(z|x) = N(μ, diag σ²), decoder p(x|z) emitting logits, standard normal prior."""
+    """Encoder q(z|x) = N(μ, diag σ²), decoder p(x|z) emitting logits, standard normal prior.
+
+    Example:
+        >>> import torch
+        >>> from disentkit.models import GaussianVAE
+        >>> vae = GaussianVAE("locatello", channels=1, latent_dim=10)   # disentanglement_lib's conv net
+        >>> mu, logvar = vae.encode(torch.rand(8, 1, 64, 64))
+        >>> mu.shape, vae.decode(mu).shape
+        (torch.Size([8, 10]), torch.Size([8, 1, 64, 64]))
+    """
 
     def __init__(self, architecture: str = "locatello", channels: int = 1, latent_dim: int = 10) -> None:
         super().__init__()
@@ -103,7 +120,14 @@ def batch_covariance(x: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class HParam:
-    """A hyperparameter an objective declares: it becomes a CLI flag and a config key."""
+    """A hyperparameter an objective declares: it becomes a CLI flag and a config key.
+
+    Example:
+        >>> from disentkit.models import HParam
+        >>> p = HParam("gamma", 10.0, "weight of the total-correlation penalty", min=0.0)
+        >>> p.flag, p.type(p.default)
+        ('--gamma', 10.0)
+    """
 
     name: str
     default: Any
@@ -119,7 +143,16 @@ class HParam:
 
 @dataclass
 class LossTerms:
-    """An objective's loss plus every term it logs (scalar tensors: never ``.item()`` here)."""
+    """An objective's loss plus every term it logs (scalar tensors: never ``.item()`` here).
+
+    Example:
+        >>> import torch
+        >>> from disentkit.models import LossTerms
+        >>> rec, kl = torch.tensor(30.0), torch.tensor(2.0)
+        >>> terms = LossTerms(rec + 4 * kl, {"reconstruction": rec, "kl": kl})
+        >>> float(terms.loss), sorted(terms.logs)
+        (38.0, ['kl', 'reconstruction'])
+    """
 
     loss: torch.Tensor
     logs: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -133,6 +166,12 @@ class Phase:
     ``trains_vae``: the VAE's weights; ``params``: prefixes of the objective's own parameter names (None:
     every one that no other phase claims, e.g. L-VAE's learnable σ's). The optimizer is Adam with ``betas``
     and the run's ``--lr``, or the hyperparameter named by ``lr`` (FactorVAE's ``disc_lr``).
+
+    Example:
+        >>> from disentkit.models import get_objective
+        >>> vae_phase, disc_phase = get_objective("factor_vae").phases
+        >>> disc_phase.name, disc_phase.trains_vae, disc_phase.params, disc_phase.lr
+        ('discriminator', False, ('discriminator.',), 'disc_lr')
     """
 
     name: str = "vae"
@@ -146,7 +185,13 @@ class Phase:
 @dataclass(frozen=True)
 class Draw:
     """A random tensor a training step needs: ``kind`` normal or uniform, of ``shape`` (per member).
-    The trainer draws them in the listed order from each member's own generator."""
+    The trainer draws them in the listed order from each member's own generator.
+
+    Example:
+        >>> from disentkit.models import get_objective
+        >>> [d.name for d in get_objective("factor_vae")(latent_dim=10).draws(64)]
+        ['eps', 'loss_noise', 'adversary_noise']
+    """
 
     name: str
     kind: str
@@ -154,7 +199,17 @@ class Draw:
 
 
 class PhaseOut(NamedTuple):
-    """What a phase returns: its loss (scalar), the values it logs, and tensors for later phases."""
+    """What a phase returns: its loss (scalar), the values it logs, and tensors for later phases.
+
+    Example:
+        >>> import torch
+        >>> from disentkit.models import GaussianVAE, get_objective
+        >>> objective, vae = get_objective("beta_vae")(latent_dim=4, beta=4.0), GaussianVAE(latent_dim=4)
+        >>> out = objective.vae_phase(vae, torch.rand(8, 1, 64, 64).round(), {"eps": torch.randn(8, 4)},
+        ...                           torch.tensor(0), {})
+        >>> out.loss.ndim, sorted(out.logs)[:3], out.carry
+        (0, ['elbo', 'kl', 'kl_dim/0'], {})
+    """
 
     loss: torch.Tensor
     logs: dict[str, torch.Tensor]
@@ -165,7 +220,23 @@ VAEFn = Callable[[torch.Tensor, torch.Tensor], VAEOutput]
 
 
 class Objective(nn.Module):
-    """Base class of a training objective; subclasses set the class variables and :meth:`loss`."""
+    """Base class of a training objective; subclasses set the class variables and :meth:`loss`.
+
+    Example (β-VAE's objective, Higgins et al. 2017, eq. 4; ``@register`` would make it ``--model my_vae``):
+        >>> import torch
+        >>> from disentkit.models import GaussianVAE, HParam, LossTerms, Objective
+        >>> class MyVAE(Objective):
+        ...     name = "my_vae"
+        ...     hparams = (HParam("beta", 4.0, "weight of the KL", min=0.0),)
+        ...     def loss(self, out, x, step):
+        ...         rec, kl, logs = self.base_terms(out, x)
+        ...         return LossTerms(rec + self.beta * kl, logs)
+        >>> vae, objective = GaussianVAE(latent_dim=4), MyVAE(latent_dim=4, beta=2.0)
+        >>> x = torch.rand(8, 1, 64, 64).round()
+        >>> terms = objective.loss(vae(x, torch.zeros(8, 4)), x, torch.tensor(0))
+        >>> objective.beta, terms.loss.ndim
+        (2.0, 0)
+    """
 
     name: ClassVar[str]
     paper: ClassVar[str] = ""
@@ -215,5 +286,15 @@ OBJECTIVES: Registry[type[Objective]] = Registry("model", "(see `disentkit model
 
 
 def register(cls: type[Objective]) -> type[Objective]:
-    """Class decorator: make an objective trainable as ``--model cls.name``."""
+    """Class decorator: make an objective trainable as ``--model cls.name``.
+
+    Example (every objective file does this; a second class under a taken name is an error):
+        >>> from disentkit.models import OBJECTIVES, register
+        >>> from disentkit.models.beta_vae import BetaVAE
+        >>> OBJECTIVES["beta_vae"] is BetaVAE
+        True
+        >>> @register
+        ... class MyVAE(BetaVAE):
+        ...     name = "my_vae"      # doctest: +SKIP
+    """
     return OBJECTIVES.register(cls)

@@ -41,7 +41,25 @@ PREFIX = "custom:"
 
 class CustomVAE(GaussianVAE):
     """A user's module behind :class:`GaussianVAE`'s interface (forward with the trainer's noise,
-    ``encode_mean``); its weights are the module's, under ``net.``."""
+    ``encode_mean``); its weights are the module's, under ``net.``.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from disentkit.models import CustomVAE
+        >>> class Linear(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.enc, self.dec = nn.Linear(64 * 64, 2 * 3), nn.Linear(3, 64 * 64)
+        ...     def encode(self, x):
+        ...         return self.enc(x.flatten(1)).chunk(2, dim=1)
+        ...     def decode(self, z):
+        ...         return self.dec(z).view(-1, 1, 64, 64)
+        >>> vae = CustomVAE(Linear(), latent_dim=3)
+        >>> out = vae(torch.rand(2, 1, 64, 64), eps=torch.zeros(2, 3))
+        >>> out.z.shape, out.logits.shape, sorted(vae.state_dict())[0]
+        (torch.Size([2, 3]), torch.Size([2, 1, 64, 64]), 'net.dec.bias')
+    """
 
     def __init__(self, net: nn.Module, latent_dim: int | None = None) -> None:
         nn.Module.__init__(self)  # no built-in encoder/decoder: the user's module is the whole VAE

@@ -31,7 +31,17 @@ STATE_FILE = "training_state.pt"
 
 @dataclass
 class Checkpoint:
-    """A loaded model: its config (as saved), the VAE with weights, and the raw state."""
+    """A loaded model: its config (as saved), the VAE with weights, and the raw state.
+
+    Example:
+        >>> import tempfile
+        >>> from disentkit.train import TrainConfig, fit, load_checkpoint
+        >>> run = fit(TrainConfig(steps=2, batch_size=8, out=tempfile.mkdtemp() + "/run", progress=False))
+        trained beta_vae for 2 steps...
+        >>> ck = load_checkpoint(run)
+        >>> ck.path.name, ck.config["model"], ck.vae.latent_dim, sorted(ck.state)[0]
+        ('model.safetensors', 'beta_vae', 10, 'vae.decoder.deconv.0.bias')
+    """
 
     path: Path
     config: dict[str, Any]
@@ -42,7 +52,19 @@ class Checkpoint:
 
 def save_checkpoint(path: str | Path, state: dict[str, torch.Tensor], config: dict[str, Any],
                     **meta: Any) -> Path:
-    """Write atomically (``.part`` then rename) so an interrupted save never clobbers a good file."""
+    """Write ``state`` (tensors), ``config`` and ``meta`` (JSON values) as a safetensors checkpoint, atomically
+    (``.part`` then rename) so an interrupted save never clobbers a good file.
+
+    Example (a copy of a run's checkpoint, marked as such):
+        >>> import tempfile
+        >>> from disentkit.train import TrainConfig, fit, load_checkpoint, save_checkpoint
+        >>> run = fit(TrainConfig(steps=2, batch_size=8, out=tempfile.mkdtemp() + "/run", progress=False))
+        trained beta_vae for 2 steps...
+        >>> ck = load_checkpoint(run)
+        >>> path = save_checkpoint(run / "copy.safetensors", ck.state, ck.config, note="a copy")
+        >>> load_checkpoint(path).meta["note"]
+        '"a copy"'
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
@@ -95,7 +117,17 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", vae: torch.nn.Module | None = None
                     ) -> Checkpoint:
     """Rebuild the VAE a checkpoint was trained with and load its weights (strictly). A run of a user's VAE
-    (``fit(config, vae=...)``) loads into ``vae``, a fresh instance of its class."""
+    (``fit(config, vae=...)``) loads into ``vae``, a fresh instance of its class.
+
+    Example:
+        >>> import tempfile
+        >>> from disentkit.train import TrainConfig, fit, load_checkpoint
+        >>> run = fit(TrainConfig(steps=2, batch_size=8, latent_dim=6, out=tempfile.mkdtemp() + "/r", progress=False))
+        trained beta_vae for 2 steps...
+        >>> ck = load_checkpoint(run)              # the folder: best.safetensors, else model.safetensors
+        >>> ck.vae.latent_dim, ck.vae.training, ck.meta["step"]
+        (6, False, '2')
+    """
     from ..models.custom import as_vae
 
     p = resolve_checkpoint(path)

@@ -45,6 +45,22 @@ def opt(default: Any, help: str, *, cli: bool = True, group: str = "training") -
 
 @dataclass
 class TrainConfig:
+    """Everything a run needs, as ``disentkit train``'s flags and a YAML config name it; model
+    hyperparameters go in ``hparams`` (or as top-level keys of :meth:`from_dict`).
+
+    Example:
+        >>> from disentkit.train import TrainConfig
+        >>> cfg = TrainConfig(model="beta_tcvae", hparams={"beta": 6}, steps=2000, out="runs/tc6")
+        >>> cfg.validate().hparams                 # typed, completed with the model's defaults
+        {'beta': 6.0, 'estimator': 'mws'}
+        >>> again = TrainConfig.from_dict({"model": "beta_vae", "beta": 4, "lr": "1e-3"})
+        >>> again.lr, again.hparams
+        (0.001, {'beta': 4})
+        >>> import yaml
+        >>> TrainConfig.from_dict(yaml.safe_load(cfg.to_yaml())) == cfg   # config.yaml round-trips
+        True
+    """
+
     # what to train
     model: str = opt("beta_vae", "objective to train: {models}")
     dataset: str = opt("dsprites_procedural", "factor dataset, optionally with a variant such as "

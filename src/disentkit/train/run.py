@@ -178,7 +178,18 @@ def fit(config: TrainConfig | dict[str, Any], *, vae: nn.Module | None = None, s
     ``vae``: your own encoder/decoder, an ``nn.Module`` with ``encode(x) -> (mu, logvar)`` and
     ``decode(z) -> logits`` (:mod:`disentkit.models.custom`), trained in place instead of
     ``config.architecture``. ``setup=True`` also sets up this process as ``disentkit train`` does
-    (:func:`setup_process`); ``callbacks``: functions called as ``fn(step, logs)`` after every step."""
+    (:func:`setup_process`); ``callbacks``: functions called as ``fn(step, logs)`` after every step.
+
+    Example (5 steps; the demo trains 2,000):
+        >>> import tempfile
+        >>> from disentkit.train import TrainConfig, fit
+        >>> config = TrainConfig(model="beta_vae", hparams={"beta": 4}, steps=5, batch_size=8,
+        ...                      out=tempfile.mkdtemp() + "/bvae4", progress=False)
+        >>> run = fit(config)
+        trained beta_vae for 5 steps...
+        >>> sorted(p.name for p in run.iterdir())
+        ['config.yaml', 'csv', 'model.safetensors', 'tb', 'training_state.pt']
+    """
     from .loop import train
 
     config = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
@@ -216,7 +227,18 @@ def resume(run: str | Path, *, vae: nn.Module | None = None, setup: bool = False
     """Continue a run (or fused ensemble) from its training state; returns its folder. A run killed before
     its first checkpoint starts again from its ``config.yaml``; ``steps``/``epochs`` may be raised to train
     a finished run further. With the same settings the final weights equal an uninterrupted run's (CPU).
-    A run of your own VAE (``fit(config, vae=...)``) needs a fresh instance of its class as ``vae``."""
+    A run of your own VAE (``fit(config, vae=...)``) needs a fresh instance of its class as ``vae``.
+
+    Example (train 4 steps, then 4 more):
+        >>> import tempfile
+        >>> from disentkit.train import TrainConfig, fit, resume, load_checkpoint
+        >>> run = fit(TrainConfig(steps=4, batch_size=8, out=tempfile.mkdtemp() + "/run", progress=False))
+        trained beta_vae for 4 steps...
+        >>> run = resume(run, steps=8)
+        trained beta_vae for 8 steps...
+        >>> load_checkpoint(run).meta["step"]
+        '8'
+    """
     from .loop import train
 
     run_dir = Path(run)
