@@ -10,6 +10,7 @@ and the hyperparameters it takes. A run's ``config.yaml`` is :meth:`TrainConfig.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -179,7 +180,7 @@ class TrainConfig:
             (self.steps > 0, f"--steps must be positive, got {self.steps}"),
             (self.epochs >= 0, f"--epochs must be ≥ 0 (0: use --steps), got {self.epochs}"),
             (self.batch_size > 0, f"--batch-size must be positive, got {self.batch_size}"),
-            (self.lr > 0, f"--lr must be positive, got {self.lr}"),
+            (self.lr > 0 and math.isfinite(self.lr), f"--lr must be a positive finite number, got {self.lr}"),
             (self.log_every > 0, f"--log-every must be positive, got {self.log_every}"),
             (0 <= self.val_fraction < 1, f"--val-fraction must be in [0, 1), got {self.val_fraction}"),
             (not (self.split and self.val_fraction), "--split and --val-fraction exclude each other; give --split"),
@@ -229,6 +230,8 @@ def check_hparams(model: str, hparams: dict[str, Any]) -> dict[str, Any]:
             raise DisentkitError(f"--{flag(k)} ({k}) is {where}; {model} takes: {takes} (see `disentkit train --help`)")
         p = declared[k]
         v = convert(k, v, p.type)
+        if isinstance(v, float) and not math.isfinite(v):
+            raise DisentkitError(f"{p.flag} must be a finite number for {model}, got {v}")
         if p.min is not None and v < p.min:
             raise DisentkitError(f"{p.flag} must be ≥ {p.min} for {model}, got {v}")
         if p.choices and v not in p.choices:

@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..errors import TrainingDiverged
 from ..models import GaussianVAE
 from .checkpoint import STATE_FILE, save_state
 from .config import TrainConfig
@@ -41,6 +42,10 @@ def train(config: TrainConfig, members: list[TrainConfig], run_dir: Path, resume
             for i in range(s.done, s.total):
                 logs = s.step(s.batches.next(), s.members.draw_noise(config.batch_size))
                 s.done = i + 1
+                if syncs_after(s, s.done):   # the loop reads the device here anyway: NaN/inf stops a member
+                    s.check_finite(weights=s.done == s.total)
+                    if s.all_stopped():
+                        break
                 if s.done % config.log_every == 0 or s.done == s.total:
                     s.last_logs = s.write_logs(i, logs)
                     bar.set_postfix_str(s.postfix(), refresh=False)
@@ -61,29 +66,50 @@ def train(config: TrainConfig, members: list[TrainConfig], run_dir: Path, resume
     return run_dir
 
 
+def syncs_after(s: Session, done: int) -> bool:
+    """Whether the loop reads the device after step ``done`` (logs, validation, metrics, images, checkpoint,
+    the end): where the non-finite guard is read, so that it costs no sync of its own."""
+    c = s.config
+    return (done % c.log_every == 0 or done == s.total or bool(s.val_every and done % s.val_every == 0)
+            or bool(c.eval_every and done % c.eval_every == 0) or bool(c.image_every and done % c.image_every == 0)
+            or done % s.checkpoint_every == 0)
+
+
 def finish(s: Session, seconds: float) -> None:
     """Final weights of every member still training, test losses, then the final training state (last: a run
-    killed before it is resumed from its last checkpoint and redoes all of this), and the last line."""
+    killed before it is resumed from its last checkpoint and redoes all of this), and the last line. A member
+    that diverged keeps what :meth:`Session.check_finite` kept; if every member did, the training state stays
+    at the last finite checkpoint. Ends with :class:`TrainingDiverged` naming each that diverged."""
     for i, cfg in enumerate(s.cfgs):
         if not s.trackers[i].stopped:
             s.save_member(i, "model.safetensors")
         (Path(cfg["out"]) / "last.safetensors").unlink(missing_ok=True)
+    live = [t.diverged_at is None for t in s.trackers]
     tests = s.test_losses()
     s.log_images(s.done - 1, final=True)
     s.log_hparams()
     s.flush_logs()
-    for lg in s.all_loggers():
-        lg.finalize("success")
-    save_state(s.run_dir / STATE_FILE, s.state())
+    for lg, ok in zip(s.loggers, live):
+        for one in lg:
+            one.finalize("success" if ok else "failed")
+    if any(live):
+        save_state(s.run_dir / STATE_FILE, s.state())
     print_summary(s, seconds, tests)
+    if s.divergences:
+        raise TrainingDiverged(" | ".join(s.divergences))
 
 
 def print_summary(s: Session, seconds: float, tests: list[dict | None]) -> None:
     """One line per member: final losses, active latents (batch KL > 0.01 nats), and what to run next."""
     rate = (s.done - s.started_at) / max(seconds, 1e-9)
     head = f"trained {s.config.model} for {s.done} steps in {seconds:.0f}s ({rate:.1f} steps/s)"
+    if all(t.diverged_at for t in s.trackers):
+        return   # nothing trained to the end: the error line says what happened
     print(head + (f", {len(s.cfgs)} members" if len(s.cfgs) > 1 else ""), flush=True)
     for i, cfg in enumerate(s.cfgs):
+        if s.trackers[i].diverged_at:
+            print(f"{cfg['out']}: diverged at step {s.trackers[i].diverged_at} (see its diverged.json)", flush=True)
+            continue
         logs = s.last_logs[i] if s.last_logs else {}
         terms = ", ".join(f"{k} {logs[k]:.2f}" for k in ("loss", "reconstruction", "kl") if k in logs)
         active, dims = active_latents(logs)

@@ -30,6 +30,7 @@ from .checkpoint import STATE_FILE, load_state, read_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import Batches, Indices, fixed_batches, plan_indices
 from .fast import autocast_for
+from .guard import Divergence, finite_weights, keep_last_good
 from .members import Members, Single, Stacked
 from .run import read_init_from, resolve_device
 from .step import Step, held_out_losses, make_optimizers
@@ -46,12 +47,14 @@ class Tracker:
     bad: int = 0
     stopped: bool = False
     stopped_at: int | None = None
+    diverged_at: int | None = None   # the step its loss or weights went NaN/inf (it stopped then)
 
 
 class Session:
     def __init__(self) -> None:  # built by open()
         self.done = 0
         self.last_logs: list[dict[str, float]] = []
+        self.divergences: list[str] = []   # one line per member that went NaN/inf
 
     # ------------------------------------------------------------------ set-up
     @classmethod
@@ -248,6 +251,21 @@ class Session:
     def all_stopped(self) -> bool:
         return all(t.stopped for t in self.trackers)
 
+    def check_finite(self, weights: bool = False) -> None:
+        """Stop every member whose loss went NaN/inf since the last check (``weights``: or whose weights are,
+        as before a checkpoint); its last finite checkpoint becomes its result (:mod:`.guard`)."""
+        live = {m for m, t in enumerate(self.trackers) if not t.stopped}
+        found = [d for d in self.step_fn.guard.diverged() if d.member in live]
+        if weights:
+            seen = {d.member for d in found}
+            found += [Divergence(m, self.done, ["weights"]) for m in sorted(live - seen)
+                      if not finite_weights(self.members.member_state(m))]
+        for d in found:
+            t = self.trackers[d.member]
+            t.stopped, t.stopped_at, t.diverged_at = True, self.done, d.step
+            self.divergences.append(keep_last_good(Path(self.cfgs[d.member]["out"]), d, self.cfgs[d.member],
+                                                   self.done, self.checkpoint_every))
+
     def log_metrics(self, i: int) -> None:
         """``--eval-every``: the named metrics of every member, logged as ``metrics/<name>``."""
         from ..metrics import evaluate, representation_function
@@ -263,9 +281,10 @@ class Session:
 
     def log_images(self, i: int, final: bool = False) -> None:
         """Reconstructions and traversals of every member still training (``final``: of every member), to its
-        TensorBoard (``--image-every``, and once at the end)."""
+        TensorBoard (``--image-every``, and once at the end), except those that diverged."""
         for m, cfg in enumerate(self.cfgs):
-            if final or not self.trackers[m].stopped:
+            t = self.trackers[m]
+            if (final or not t.stopped) and t.diverged_at is None:
                 log_images(self.loggers[m][1], self.members.member_vae(m), self.dataset, i, int(cfg["seed"]))
 
     def log_hparams(self) -> None:
@@ -274,7 +293,11 @@ class Session:
             log_hparams(self.loggers[m][1].experiment, cfg, self.done)
 
     def checkpoint(self) -> None:
-        """Logs flushed, each member's ``last.safetensors``, then the training state (all atomic)."""
+        """Logs flushed, each member's ``last.safetensors``, then the training state (all atomic); only from
+        finite weights (a member that went NaN/inf stops instead, :meth:`check_finite`)."""
+        self.check_finite(weights=True)
+        if self.all_stopped():
+            return
         self.flush_logs()
         for m in range(len(self.cfgs)):
             if not self.trackers[m].stopped:
@@ -285,9 +308,12 @@ class Session:
         """With a test split: each member's mean test losses at its best checkpoint (``test_losses.json``)."""
         if self.indices.test is None:
             return [None] * len(self.cfgs)
-        out = []
-        for cfg in self.cfgs:
+        out: list[dict | None] = []
+        for cfg, t in zip(self.cfgs, self.trackers):
             folder = Path(cfg["out"])
+            if t.diverged_at:   # its result is what it kept, not scored here
+                out.append(None)
+                continue
             ckpt = folder / ("best.safetensors" if (folder / "best.safetensors").is_file() else "model.safetensors")
             state, _, meta = read_checkpoint(ckpt)
             model = Single(cfg, self.device)

@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 
 from .fast import CapturedStep, make_adam
+from .guard import Guard
 from .members import Members
 
 Logs = dict[str, torch.Tensor]
@@ -45,15 +46,18 @@ class Step:
         self.cuda_graphs = cuda_graphs
         self._autocast = autocast or contextlib.nullcontext
         self._captured: CapturedStep | None = None
+        self.guard = Guard(members.num, self.device)   # NaN/inf losses, recorded on the device
 
     def body(self, batch: torch.Tensor, noise: dict[str, torch.Tensor], set_to_none: bool = True) -> Logs:
         carry: dict[str, torch.Tensor] = {}
         logs: Logs = {}
+        losses = []
         for phase, opt in zip(self.phases, self.optimizers):
             opt.zero_grad(set_to_none=set_to_none)
             with self._autocast():
                 loss, phase_logs, carry = self.members.run_phase(phase, batch, noise, self.count, carry)
             total = loss.sum() if loss.dim() else loss
+            losses.append(loss)
             if self.scaler is not None:
                 self.scaler.scale(total).backward()
                 self.scaler.step(opt)
@@ -63,6 +67,7 @@ class Step:
             logs.update(phase_logs)
         if self.scaler is not None:
             self.scaler.update()
+        self.guard.update(self.count, losses, logs)
         self.count += 1
         return logs
 
@@ -72,7 +77,8 @@ class Step:
         if self._captured is None:
             params = [p for opt in self.optimizers for g in opt.param_groups for p in g["params"]]
             self._captured = CapturedStep(lambda x, n: self.body(x, n, set_to_none=False), batch, noise, params,
-                                          self.optimizers, [self.count, *self.members.capture_buffers()])
+                                          self.optimizers, [self.count, *self.guard.buffers(),
+                                                            *self.members.capture_buffers()])
         return self._captured(batch, noise)
 
     # ------------------------------------------------------------------ resume
