@@ -122,7 +122,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     record, out = evaluate_checkpoint(args.checkpoint, args.metrics, dataset=args.dataset, data_root=args.data_root,
                                       seed=args.seed, representation=args.representation,
                                       params=parse_sets(args.set or []), device=args.device, baseline=args.baseline,
-                                      out=args.out)
+                                      out=args.out, allow_partial=args.allow_partial)
     if args.json:
         import json
 
@@ -178,6 +178,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 0
     if not args.checkpoint:
         raise DisentkitError("`disentkit report` needs --checkpoint RUN (a run folder) or --sweep DIR (a sweep folder)")
+    from pathlib import Path
+
+    from .train.status import require_finished
+
+    folder = Path(args.checkpoint) if Path(args.checkpoint).is_dir() else Path(args.checkpoint).parent
+    require_finished(folder, args.allow_partial, what="report")
     path = write_report(args.checkpoint, args.out, args.dataset, steps=args.steps, limit=args.limit, seed=args.seed,
                         data_root=args.data_root)
     print(f"wrote {path} (reconstructions.png, traversals.png, traversals.gif beside it)")
@@ -311,6 +317,9 @@ def build_parser(command: str | None = "train") -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the record as JSON on stdout instead of the table")
     p.add_argument("--out", help="metrics JSON to write (default: metrics.json beside the checkpoint)")
     p.add_argument("--baseline", action="store_true", help="also score the same model untrained (its initial weights)")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="score a run that has not finished (killed, diverged, still training): its latest checkpoint, "
+                        "recorded as partial with its step")
     p.add_argument("--device", default="cpu", help="device to encode on: cpu, cuda, cuda:N or auto")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = one per core)")
     p.add_argument("--set", action="append", metavar="METRIC.PARAM=VALUE",
@@ -325,6 +334,8 @@ def build_parser(command: str | None = "train") -> argparse.ArgumentParser:
     p.add_argument("--per-run", default="first-seed", choices=["first-seed", "all", "none"],
                    help="with --sweep: which runs get reconstructions and traversal GIFs in the page")
     p.add_argument("--out", help="folder for the report (default: the checkpoint's or sweep's folder)")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="report a run that has not finished (killed, diverged, still training)")
     p.add_argument("--dataset", help="dataset to draw images from (default: the training dataset)")
     p.add_argument("--data-root", help=RUN_DATA_ROOT_HELP)
     p.add_argument("--steps", type=int, default=10, help="traversal steps per latent")

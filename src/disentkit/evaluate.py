@@ -20,13 +20,14 @@ def evaluate_checkpoint(checkpoint: str | Path, metrics: str | list[str] = "mig"
                         data_root: str | None = None, seed: int = 0, representation: str = "mean",
                         params: dict[str, dict[str, Any]] | None = None, device: str = "cpu",
                         baseline: bool = False, out: str | Path | None = None,
-                        vae: Any = None) -> tuple[dict[str, Any], Path]:
+                        vae: Any = None, allow_partial: bool = False) -> tuple[dict[str, Any], Path]:
     """Score ``checkpoint`` (a run folder or a ``.safetensors`` file) with ``metrics`` on ``dataset``
     (default: the one it was trained on); with ``baseline`` also the same model untrained (its initial
     weights). Writes the record to ``out`` (default: ``metrics.json`` beside the checkpoint) atomically and
     returns it with its path. ``params`` overrides metric defaults, e.g. ``{"dci": {"num_train": 2000}}``.
     A run of your own VAE loads into ``vae``, a fresh instance of its class; its baseline is that instance
-    as it was passed (untrained)."""
+    as it was passed (untrained). A run that has not finished (training, killed, diverged) is an error unless
+    ``allow_partial``; its record then says so (``partial``: why, and the checkpoint's step)."""
     from .data import get_dataset
     from .metrics import evaluate, representation_function, resolve_metrics
     from .metrics.record import earlier_record, evaluation_context
@@ -34,9 +35,12 @@ def evaluate_checkpoint(checkpoint: str | Path, metrics: str | list[str] = "mig"
     from .models.custom import as_vae
     from .train.members import initial_vae
     from .train.run import resolve_device
+    from .train.status import require_finished
 
     names = resolve_metrics(metrics)
     dev = resolve_device(device)
+    folder = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
+    status = require_finished(folder, allow_partial)
     untrained = copy.deepcopy(vae) if baseline and vae is not None else None  # before the run's weights go in
     ck = load_checkpoint(checkpoint, device=dev, vae=vae)
     ds = get_dataset(dataset or ck.config["dataset"], data_root=data_root or ck.config.get("data_root"))
@@ -47,6 +51,9 @@ def evaluate_checkpoint(checkpoint: str | Path, metrics: str | list[str] = "mig"
     record = earlier_record(path, context)
     record.update(context)
     record.setdefault("results", {}).update(results)
+    record.pop("partial", None)
+    if not status.finished:
+        record["partial"] = {"why": status.why, "step": int(json.loads(ck.meta.get("step", "0")))}
     if baseline:
         fresh = (initial_vae(ck.config) if untrained is None else as_vae(untrained)).to(dev).eval()
         record.setdefault("untrained", {}).update(

@@ -8,6 +8,21 @@ from pathlib import Path
 from typing import IO, Iterator
 
 
+def lock_file(f: IO, lock: bool) -> None:
+    """An exclusive, non-blocking lock on an open file (``flock`` on POSIX, ``msvcrt.locking`` on Windows;
+    both die with the process); ``OSError`` when another process holds it. Imported here, not at module
+    level, so the module imports everywhere."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        f.seek(0)
+        msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK if lock else msvcrt.LK_UNLCK, 1)
+        return
+    fcntl.flock(f, (fcntl.LOCK_EX | fcntl.LOCK_NB) if lock else fcntl.LOCK_UN)
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO]:
     """A file to write ``path`` through: written as ``path.part``, flushed to disk, then renamed, so readers

@@ -25,7 +25,7 @@ from typing import Any, Iterator
 import yaml
 
 from ..errors import DisentkitError
-from ..files import write_atomic
+from ..files import lock_file, write_atomic
 from .grid import RunSpec, Sweep
 
 DONE = "DONE"
@@ -102,7 +102,7 @@ def sweep_lock(out: Path) -> Iterator[None]:
     processes drop their inherited copy, :func:`drop_inherited_lock`, so none keeps it after the sweep died)."""
     f = open(out / ".lock", "w")
     try:
-        _lock_file(f, True)
+        lock_file(f, True)
     except OSError:  # BlockingIOError (POSIX) or PermissionError (Windows): held by another process
         f.close()
         raise DisentkitError(f"another `disentkit sweep` is running in {out}; wait for it or stop it first") from None
@@ -111,22 +111,8 @@ def sweep_lock(out: Path) -> Iterator[None]:
         yield
     finally:
         _LOCKS.remove(f.fileno())
-        _lock_file(f, False)
+        lock_file(f, False)
         f.close()
-
-
-def _lock_file(f, lock: bool) -> None:
-    """An exclusive, non-blocking lock on an open file (``flock`` on POSIX, ``msvcrt.locking`` on Windows;
-    both die with the process). Imported here, not at module level, so the module imports everywhere."""
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        import msvcrt
-
-        f.seek(0)
-        msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK if lock else msvcrt.LK_UNLCK, 1)
-        return
-    fcntl.flock(f, (fcntl.LOCK_EX | fcntl.LOCK_NB) if lock else fcntl.LOCK_UN)
 
 
 _LOCKS: list[int] = []   # this process's sweep-lock descriptors

@@ -24,6 +24,7 @@ from ..models import GaussianVAE
 from .checkpoint import STATE_FILE, save_state
 from .config import TrainConfig
 from .session import Session
+from .status import mark_finished
 from .step import active_latents
 
 
@@ -94,6 +95,11 @@ def finish(s: Session, seconds: float) -> None:
             one.finalize("success" if ok else "failed")
     if any(live):
         save_state(s.run_dir / STATE_FILE, s.state())
+        for cfg, ok in zip(s.cfgs, live):
+            if ok:
+                mark_finished(cfg["out"], s.done)
+        if len(s.cfgs) > 1:
+            mark_finished(s.run_dir, s.done)
     print_summary(s, seconds, tests)
     if s.divergences:
         raise TrainingDiverged(" | ".join(s.divergences))

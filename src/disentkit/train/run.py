@@ -23,13 +23,15 @@ from torch import nn
 from ..errors import DisentkitError
 from .checkpoint import STATE_FILE, read_checkpoint
 from .config import TrainConfig, load_yaml
+from .status import run_lock
 
 #: files whose presence means a folder holds a run (``disentkit train`` refuses to write over them)
 RUN_MARKERS = ("model.safetensors", "best.safetensors", "last.safetensors", "metrics.json", STATE_FILE,
                "config.yaml", "ensemble.yaml")
 #: what disentkit writes in a run folder (``--overwrite`` removes these and nothing else)
 RUN_FILES = (*RUN_MARKERS, "metrics.previous.json", "test_losses.json", "csv", "tb", "report.html",
-             "reconstructions.png", "traversals.png", "traversals.gif", "kl_per_latent.json", STATE_FILE + ".part")
+             "reconstructions.png", "traversals.png", "traversals.gif", "kl_per_latent.json", STATE_FILE + ".part",
+             "diverged.json", "finished.json")
 
 
 # ---------------------------------------------------------------------- process set-up
@@ -196,13 +198,14 @@ def fit(config: TrainConfig | dict[str, Any], *, vae: nn.Module | None = None, s
     config.validate()
     net = user_vae(vae, config)
     members = member_configs(config)
-    run_dir = prepare_run_dir(config.out, config.overwrite)
-    if config.ensemble:
-        for m in members:
-            prepare_run_dir(m.out, config.overwrite)
-    if setup:
-        setup_process(config.threads)
-    return train(config, members, run_dir, resume=False, callbacks=callbacks, vae=net)
+    with run_lock(config.out):   # one training per folder; nothing of an earlier run is cleared before this
+        run_dir = prepare_run_dir(config.out, config.overwrite)
+        if config.ensemble:
+            for m in members:
+                prepare_run_dir(m.out, config.overwrite)
+        if setup:
+            setup_process(config.threads)
+        return train(config, members, run_dir, resume=False, callbacks=callbacks, vae=net)
 
 
 def finished(run_dir: str | Path) -> int:
@@ -262,4 +265,5 @@ def resume(run: str | Path, *, vae: nn.Module | None = None, setup: bool = False
                              "larger than that to train it further")
     if setup:
         setup_process(config.threads)
-    return train(config, member_configs(config), run_dir, resume=True, vae=net)
+    with run_lock(run_dir):
+        return train(config, member_configs(config), run_dir, resume=True, vae=net)

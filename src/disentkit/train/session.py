@@ -30,7 +30,8 @@ from .checkpoint import STATE_FILE, load_state, read_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import Batches, Indices, fixed_batches, plan_indices
 from .fast import autocast_for
-from .guard import Divergence, finite_weights, keep_last_good
+from .guard import DIVERGED_FILE, Divergence, finite_weights, keep_last_good
+from .status import FINISHED_FILE
 from .members import Members, Single, Stacked
 from .run import read_init_from, resolve_device
 from .step import Step, held_out_losses, make_optimizers
@@ -115,6 +116,7 @@ class Session:
         elif s.done > s.total:
             raise DisentkitError(f"{run_dir} has trained {s.done} steps, more than the {s.total} asked for now")
         s.started_at = s.done
+        s._reopen()
         s._open_loggers(kept_rows)
         return s
 
@@ -145,6 +147,14 @@ class Session:
                                                                        sort_keys=False))
             if self.config.ensemble:
                 (self.run_dir / "config.yaml").write_text(self.config.to_yaml())
+
+    def _reopen(self) -> None:
+        """A run that trains again is not finished, and a member that trains again has not diverged."""
+        for cfg, t in zip(self.cfgs, self.trackers):
+            if not t.stopped:
+                for name in (FINISHED_FILE, DIVERGED_FILE):
+                    (Path(cfg["out"]) / name).unlink(missing_ok=True)
+        (self.run_dir / FINISHED_FILE).unlink(missing_ok=True)
 
     def _restore(self, state: dict[str, Any]) -> list[list[dict]]:
         """Put the run back where its state was saved; returns each member's logged rows up to then."""
