@@ -2,4 +2,17 @@
 
 
 class DisentkitError(Exception):
-    """Bad input: the message names what is wrong and what to do about it."""
+    """Bad input: the message names what is wrong and what to do about it.
+
+    The command line prints its message alone and exits with status 2; from Python, catch it as any
+    exception.
+
+    Example:
+        >>> from disentkit.data import get_dataset
+        >>> from disentkit.errors import DisentkitError
+        >>> try:
+        ...     get_dataset("dsprite")
+        ... except DisentkitError as e:
+        ...     print(str(e).split(";")[0])
+        unknown dataset 'dsprite'
+    """
