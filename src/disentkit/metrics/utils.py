@@ -1,4 +1,5 @@
-"""The sampling/representation interface every metric shares, and discrete information measures.
+"""The sampling/representation interface every metric shares (the discrete information measures are in
+:mod:`.measures`, re-exported here).
 
 A *representation function* maps a float image batch (N, C, H, W) to codes (N, D). Metrics draw all
 factors for a sample at once, gather all images, and encode them in large batches; every random
@@ -17,6 +18,8 @@ import torch
 from ..data import FactorDataset
 from ..errors import DisentkitError
 from ..registry import Registry
+from .measures import (avg_diff_top_two, discrete_entropy, discrete_mutual_info, histogram_discretize,  # noqa: F401
+                       logistic_regression, mutual_info, normalize_data, top_two_gaps)
 
 EncodeFn = Callable[[torch.Tensor], Union[torch.Tensor, np.ndarray]]
 
@@ -142,56 +145,6 @@ def generate_batch_factor_code(encode_fn: EncodeFn, dataset: FactorDataset, num_
         imgs = dataset.sample_observations_from_factors(factors[i:i + batch_size], rng, device=device)
         codes.append(encode_images(encode_fn, imgs, batch_size))
     return factors, np.concatenate(codes, 0)
-
-
-def histogram_discretize(codes: np.ndarray, num_bins: int = 20) -> np.ndarray:
-    """Per latent, 20 equal-width bins over its observed range (dlib's ``_histogram_discretize``).
-
-    ``codes`` is (N, D); returns int (N, D). dlib: ``np.digitize(x, np.histogram(x, bins)[1][:-1])``,
-    so bin labels run 1..num_bins; a constant latent falls in one bin (no NaN downstream).
-    """
-    out = np.zeros(codes.shape, dtype=np.int64)
-    for j in range(codes.shape[1]):
-        edges = np.histogram(codes[:, j], num_bins)[1][:-1]
-        out[:, j] = np.digitize(codes[:, j], edges)
-    return out
-
-
-def _relabel(x: np.ndarray) -> tuple[np.ndarray, int]:
-    uniq, inv = np.unique(x, return_inverse=True)
-    return inv.ravel(), len(uniq)
-
-
-def mutual_info(a: np.ndarray, b: np.ndarray) -> float:
-    """I(a; b) in nats of two discrete label vectors; equals ``sklearn.metrics.mutual_info_score``."""
-    a, ka = _relabel(a)
-    b, kb = _relabel(b)
-    if ka == 1 or kb == 1:  # a constant carries no information (exactly 0, as sklearn returns)
-        return 0.0
-    n = len(a)
-    joint = np.bincount(a * kb + b, minlength=ka * kb).reshape(ka, kb).astype(np.float64)
-    pa, pb = joint.sum(1), joint.sum(0)
-    nz = joint > 0
-    pij = joint[nz]
-    outer = pa[:, None] * pb[None, :]
-    mi = np.sum(pij / n * (np.log(pij) - np.log(outer[nz]) + np.log(n)))
-    return float(max(mi, 0.0))
-
-
-def discrete_mutual_info(codes: np.ndarray, factors: np.ndarray) -> np.ndarray:
-    """MI matrix [latents × factors] in nats between discretized codes (N, D) and factors (N, F)."""
-    return np.array([[mutual_info(codes[:, i], factors[:, j]) for j in range(factors.shape[1])]
-                     for i in range(codes.shape[1])])
-
-
-def discrete_entropy(factors: np.ndarray) -> np.ndarray:
-    """Entropy H(v_k) in nats of each factor column (N, F) -> (F,)."""
-    out = []
-    for j in range(factors.shape[1]):
-        _, counts = np.unique(factors[:, j], return_counts=True)
-        p = counts / counts.sum()
-        out.append(float(-(p * np.log(p)).sum()))
-    return np.array(out)
 
 
 # --------------------------------------------------------------------------- shared sampling/encoding
@@ -342,36 +295,3 @@ def sample_grouped(dataset: FactorDataset, rng: np.random.Generator, num_groups:
     g = np.arange(num_groups)
     factors[g[:, None], np.arange(group_size)[None, :], fixed[:, None]] = factors[g, 0, fixed][:, None]
     return fixed, factors
-
-
-def normalize_data(data: np.ndarray, mean: np.ndarray | None = None, std: np.ndarray | None = None,
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-latent standardization (dlib ``normalize_data``); a constant latent gets std 1, not NaN."""
-    mean = data.mean(0) if mean is None else mean
-    std = data.std(0) if std is None else std
-    std = np.where(std > 0, std, 1.0)
-    return (data - mean) / std, mean, std
-
-
-def top_two_gaps(matrix: np.ndarray) -> np.ndarray:
-    """Per column, largest − second-largest entry (one row: the largest)."""
-    top = np.sort(matrix, axis=0)[::-1]
-    second = top[1] if len(top) > 1 else np.zeros_like(top[0])
-    return top[0] - second
-
-
-def avg_diff_top_two(matrix: np.ndarray) -> float:
-    """Mean over columns of (largest − second largest) entry (dlib ``_compute_avg_diff_top_two``)."""
-    return float(np.mean(top_two_gaps(matrix)))
-
-
-def logistic_regression(solver: str = "liblinear", seed: int = 0):
-    """dlib's ``LogisticRegression()`` as its published numbers were computed (scikit-learn ≤ 0.21:
-    liblinear, one-vs-rest, C=1); current sklearn needs the explicit one-vs-rest wrapper for that.
-    ``solver="lbfgs"`` gives today's multinomial default instead."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.multiclass import OneVsRestClassifier
-
-    if solver == "liblinear":
-        return OneVsRestClassifier(LogisticRegression(solver="liblinear", random_state=seed))
-    return LogisticRegression(solver=solver, random_state=seed, max_iter=1000)
