@@ -40,6 +40,17 @@ def representation_function(vae: torch.nn.Module, representation: str = "mean", 
     ``torch.inference_mode``; on a CPU the copy uses channels_last layout and in-place ReLUs, and
     each batch is encoded :data:`CPU_CHUNK` images at a time. The mean representation is marked
     ``deterministic`` so metrics may encode each distinct image only once.
+
+    Example:
+        >>> import torch
+        >>> from disentkit.metrics import representation_function
+        >>> from disentkit.models import GaussianVAE
+        >>> vae = GaussianVAE(latent_dim=4)                  # untrained here; normally disentkit.load(run).vae
+        >>> encode = representation_function(vae)
+        >>> encode(torch.zeros(2, 1, 64, 64)).shape, encode.deterministic
+        (torch.Size([2, 4]), True)
+        >>> representation_function(vae, "sampled", seed=1).deterministic
+        False
     """
     if representation not in ("mean", "sampled"):
         raise DisentkitError(f"--representation must be 'mean' or 'sampled', got '{representation}'")
@@ -79,7 +90,19 @@ def as_encode_fn(model: Any, representation: str = "mean") -> EncodeFn:
     """What metrics encode with, from what a user holds: a :class:`disentkit.Model` (``disentkit.load``), a
     checkpoint or a disentkit :class:`GaussianVAE` (their ``representation``), any ``nn.Module`` whose forward
     maps images (N, C, H, W) to codes (N, D) (or to a tuple whose first item is the codes, as an encoder's
-    (μ, log σ²)), or a plain function doing so. Anything else is one clear error."""
+    (μ, log σ²)), or a plain function doing so. Anything else is one clear error.
+
+    Example:
+        >>> import torch
+        >>> from disentkit.metrics import as_encode_fn
+        >>> encode = as_encode_fn(torch.nn.Flatten())          # a module mapping images to codes
+        >>> encode(torch.zeros(2, 3, 4, 4)).shape
+        torch.Size([2, 48])
+        >>> as_encode_fn("runs/demo")
+        Traceback (most recent call last):
+        ...
+        disentkit.errors.DisentkitError: metrics need an encoder: a disentkit model (disentkit.load(run)), ...
+    """
     from ..models import GaussianVAE
 
     vae = getattr(model, "vae", None)
@@ -134,6 +157,15 @@ def generate_batch_factor_code(encode_fn: EncodeFn, dataset: FactorDataset, num_
 
     Same name and meaning as disentanglement_lib's ``utils.generate_batch_factor_code``, but all
     factors are drawn in one call and images are gathered and encoded in chunks of ``batch_size``.
+
+    Example:
+        >>> import numpy as np
+        >>> from disentkit.metrics import generate_batch_factor_code
+        >>> from disentkit.testing import IdentityDataset      # images = the factors
+        >>> factors, codes = generate_batch_factor_code(lambda x: x.flatten(1), IdentityDataset((2, 3)), 5,
+        ...                                             np.random.default_rng(0))
+        >>> factors.shape, codes.shape, bool((codes == factors).all())
+        ((5, 2), (5, 2), True)
     """
     if not dataset.has_factors:
         raise DisentkitError(f"dataset '{dataset.name}' has no ground-truth factors; "
@@ -157,6 +189,18 @@ class CodeSource:
     once, in index order and in large batches, and codes are gathered per draw: FactorVAE/BetaVAE
     scores draw ~1-2 M images from dSprites' 737,280, so most draws repeat. A stochastic encoder
     (``deterministic = False``, the sampled representation) is called on every draw instead.
+
+    Example:
+        >>> import numpy as np
+        >>> from disentkit.metrics import CodeSource
+        >>> from disentkit.testing import IdentityDataset
+        >>> source = CodeSource(lambda x: x.flatten(1), IdentityDataset((2, 3)))
+        >>> source.codes(np.array([[1, 2], [1, 2], [0, 0]]))      # factor classes (..., F) -> codes (..., D)
+        array([[1., 2.],
+               [1., 2.],
+               [0., 0.]])
+        >>> source.num_encoded                                    # each distinct image once
+        2
     """
 
     def __init__(self, encode_fn: EncodeFn, dataset: FactorDataset, batch_size: int = 4096,
@@ -224,7 +268,26 @@ class CodeSource:
 @dataclass(frozen=True)
 class MetricSpec:
     """One metric: ``sample(dataset, rng, **params)`` draws all factor arrays it needs (no encoding);
-    ``score(codes, factors, dataset=, seed=, **params)`` computes the result from their codes."""
+    ``score(codes, factors, dataset=, seed=, **params)`` computes the result from their codes.
+
+    Example:
+        A new metric, the range of the codes, registered so that ``evaluate`` and the CLI know it:
+
+        >>> from disentkit.metrics import METRICS, MetricSpec, evaluate
+        >>> from disentkit.testing import IdentityDataset
+        >>> def sample(dataset, rng, num_train, **_):
+        ...     return {"train": dataset.sample_factors(num_train, rng)}
+        >>> def score(codes, factors, **_):
+        ...     return {"code_range": float(codes["train"].max() - codes["train"].min())}
+        >>> spec = METRICS.register(MetricSpec("code_range", sample, score, {"num_train": 100}))
+        >>> spec(lambda x: x.flatten(1), IdentityDataset((2, 3)))
+        {'code_range': 2.0, 'params': {'num_train': 100, 'seed': 0}}
+        >>> evaluate(lambda x: x.flatten(1), IdentityDataset((2, 3)), "code_range")["code_range"]["code_range"]
+        2.0
+        >>> METRICS.unregister("code_range")
+        >>> METRICS["mig"].paper
+        'Chen et al. 2018, Isolating Sources of Disentanglement in VAEs'
+    """
 
     name: str
     sample: Callable[..., dict[str, np.ndarray]]
