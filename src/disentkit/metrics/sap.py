@@ -71,7 +71,7 @@ def sap_from_codes(codes: np.ndarray, factors: np.ndarray, codes_test: np.ndarra
         0.48
         >>> round(sap_from_codes(mix(factors), factors, mix(test), test)["sap"], 2)
         0.01
-        >>> round(sap_from_codes(factors.astype(float), factors, continuous_factors=True)["sap"], 2)   # R², no test set
+        >>> round(sap_from_codes(factors.astype(float), factors, continuous_factors=True)["sap"], 2)   # R²: no test
         1.0
     """
     m = sap_score_matrix(codes, factors, codes_test, factors_test, continuous_factors, n_jobs)
