@@ -8,6 +8,7 @@ class DisentkitError(Exception):
     exception.
 
     Example:
+
         >>> from disentkit.data import get_dataset
         >>> from disentkit.errors import DisentkitError
         >>> try:

@@ -20,6 +20,7 @@ class UnknownName(DisentkitError, KeyError):
     """A name no registry entry has: a :class:`DisentkitError` (one line for users) and a ``KeyError``.
 
     Example:
+
         >>> from disentkit.metrics import METRICS
         >>> try:
         ...     METRICS["nig"]
@@ -37,6 +38,7 @@ class Registry(Mapping[str, T], Generic[T]):
     :class:`UnknownName` naming the registered choices (and ``hint``, e.g. where to see them).
 
     Example:
+
         >>> from disentkit.registry import Registry
         >>> colours = Registry("colour", "(see `colours list`)")
         >>> colours.register("#ff0000", name="red")
@@ -103,6 +105,7 @@ def import_all(package: str, path: list[str], skip: Callable[[str], bool] = lamb
     A package's ``__init__`` calls it once, so that a new model, metric or dataset is one new file.
 
     Example:
+
         >>> import disentkit.metrics
         >>> from disentkit.registry import import_all
         >>> import_all("disentkit.metrics", disentkit.metrics.__path__)   # imported already: nothing new

@@ -37,6 +37,7 @@ def get_dataset(name: str, data_root: str | None = None, **kwargs) -> FactorData
     ``$DISENTKIT_DATA``, else the per-user cache folder); procedural datasets ignore it.
 
     Example:
+
         >>> from disentkit.data import get_dataset
         >>> ds = get_dataset("dsprites_procedural")          # rendered on demand: nothing to download
         >>> ds.factor_sizes, ds.observation_shape
@@ -60,6 +61,7 @@ def register(name: str, build, description: str, procedural: bool = False) -> No
     """Register a dataset built by ``build(**kwargs)`` (procedural) or ``build(data_root=...)`` (files).
 
     Example:
+
         >>> from disentkit.data import DATASETS, get_dataset, register
         >>> from disentkit.testing import IdentityDataset
         >>> register("tiny_identity", lambda: IdentityDataset((2, 3)), "a 2 x 3 grid", procedural=True)

@@ -29,6 +29,7 @@ class Factor:
     """One ground-truth factor: its name, and the value of each of its classes.
 
     Example:
+
         >>> from disentkit.data import Factor
         >>> shape = Factor("shape", (1.0, 2.0, 3.0), labels=("square", "ellipse", "heart"))
         >>> shape.size, shape.labels[2]
@@ -105,6 +106,7 @@ class FactorDataset:
         """Factor classes (N, F) of flat image indices (N,); numpy in, numpy out; torch likewise.
 
         Example:
+
             >>> import numpy as np
             >>> from disentkit.testing import IdentityDataset
             >>> ds = IdentityDataset((2, 3))                # index = 3 * f0 + f1: the last factor fastest
@@ -148,6 +150,7 @@ class FactorDataset:
         """``num`` factor-class vectors drawn uniformly and independently, shape (num, F).
 
         Example:
+
             >>> import numpy as np
             >>> from disentkit.testing import IdentityDataset
             >>> factors = IdentityDataset((2, 3)).sample_factors(1000, np.random.default_rng(0))
@@ -190,6 +193,7 @@ class FactorDataset:
         (:func:`disentkit.data.arrays.from_arrays`): ``mig(model, FactorDataset.from_arrays(x, y))``.
 
         Example:
+
             >>> import numpy as np
             >>> from disentkit.data import FactorDataset
             >>> images = np.zeros((6, 8, 8), dtype=np.uint8)
@@ -209,6 +213,7 @@ class FactorDataset:
         """:meth:`from_arrays` of an ``.npz`` / ``.h5`` file with ``images`` and ``factors`` (and ``names``).
 
         Example:
+
             >>> import pathlib, tempfile
             >>> import numpy as np
             >>> from disentkit.data import FactorDataset
@@ -229,6 +234,7 @@ class FactorDataset:
         (image (C, H, W), factor classes (F,)) pairs, e.g. for a ``DataLoader``.
 
         Example:
+
             >>> import torch
             >>> from disentkit.testing import IdentityDataset
             >>> data = IdentityDataset((2, 3)).torch_dataset()
@@ -302,6 +308,7 @@ class ArrayFactorDataset(FactorDataset):
     (1 for binary {0,1} images, 1/255 for 8-bit images).
 
     Example:
+
         >>> import numpy as np, torch
         >>> from disentkit.data import ArrayFactorDataset, Factor
         >>> images = np.zeros((6, 8, 8), dtype=np.uint8)          # a 2 x 3 grid, the last factor fastest
@@ -366,6 +373,7 @@ class DatasetEntry:
     """A registered dataset: how to build it, a one-line description, and whether it needs files.
 
     Example:
+
         >>> from disentkit.data import DATASETS
         >>> entry = DATASETS["dsprites_procedural"]
         >>> entry.procedural, entry.description

@@ -61,6 +61,7 @@ def resolve_metrics(spec: str | list[str]) -> list[str]:
     """'mig,sap' or 'all' -> a list of registered metric names (unknown names are an error).
 
     Example:
+
         >>> from disentkit.metrics import resolve_metrics
         >>> resolve_metrics("mig, sap")
         ['mig', 'sap']
@@ -94,6 +95,7 @@ def monitoring_params(names: list[str], overrides: dict[str, dict[str, Any]] | N
     ``--eval-params`` on top.
 
     Example:
+
         >>> from disentkit.metrics import monitoring_params
         >>> monitoring_params(["mig", "dci"])
         {'mig': {'num_train': 2000}, 'dci': {'num_train': 1000, 'num_test': 500}}
@@ -123,6 +125,7 @@ def evaluate(encode_fn: EncodeFn, dataset, metrics: str | list[str] = "mig", see
     ``{"dci": {"num_train": 2000}}``.
 
     Example:
+
         >>> from disentkit.metrics import evaluate, mig
         >>> from disentkit.testing import IdentityDataset        # images = the factors: a perfect code
         >>> encode, ds = (lambda x: x.flatten(1)), IdentityDataset()
@@ -131,9 +134,7 @@ def evaluate(encode_fn: EncodeFn, dataset, metrics: str | list[str] = "mig", see
         (['im', 'mig'], 1.0)
         >>> results["mig"]["mig"] == mig(encode, ds, num_train=1000)["mig"]      # as if run alone
         True
-
-        Every metric at its published sample sizes, for a trained run (a minute or so on a CPU):
-
+        >>> # every metric at its published sample sizes, for a trained run (a minute or so on a CPU):
         >>> import disentkit
         >>> from disentkit.data import get_dataset
         >>> evaluate(disentkit.load("runs/demo"), get_dataset("dsprites_procedural"), "all")  # doctest: +SKIP

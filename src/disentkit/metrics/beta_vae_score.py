@@ -69,6 +69,7 @@ def beta_vae_score(encode_fn: EncodeFn, dataset: FactorDataset, seed: int = 0, *
     """BetaVAE score (headline = eval accuracy) and train accuracy.
 
     Example:
+
         >>> from disentkit.metrics import beta_vae_score
         >>> from disentkit.testing import IdentityDataset        # images = the factors: a perfect code
         >>> result = beta_vae_score(lambda x: x.flatten(1), IdentityDataset(), num_train=100, num_eval=50)

@@ -32,6 +32,7 @@ def disentanglement(importance: np.ndarray) -> float:
     """Importance-weighted mean over latents of 1 − H_K(P_i.) (dlib ``disentanglement``).
 
     Example:
+
         >>> import numpy as np
         >>> from disentkit.metrics import disentanglement
         >>> round(disentanglement(np.eye(3)), 2)                # importance [latents × factors]
@@ -53,6 +54,7 @@ def completeness(importance: np.ndarray) -> float:
     """Importance-weighted mean over factors of 1 − H_D(P_.k) (dlib ``completeness``).
 
     Example:
+
         >>> import numpy as np
         >>> from disentkit.metrics import completeness
         >>> round(completeness(np.eye(3)), 2)                   # importance [latents × factors]
@@ -104,6 +106,7 @@ def dci_from_codes(codes: np.ndarray, factors: np.ndarray, codes_test: np.ndarra
     factor, ``n_jobs`` processes in parallel.
 
     Example:
+
         >>> import numpy as np
         >>> from disentkit.metrics import dci_from_codes
         >>> rng = np.random.default_rng(0)
@@ -159,6 +162,7 @@ def dci(encode_fn: EncodeFn, dataset: FactorDataset, seed: int = 0, **params) ->
     'sklearn'; ``device`` (default: the encoder's) is where the exact probes run.
 
     Example:
+
         >>> from disentkit.metrics import dci
         >>> from disentkit.testing import IdentityDataset        # images = the factors: a perfect code
         >>> result = dci(lambda x: x.flatten(1), IdentityDataset(), num_train=500, num_test=200, n_estimators=10)

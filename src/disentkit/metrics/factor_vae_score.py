@@ -89,6 +89,7 @@ def factor_vae_score(encode_fn: EncodeFn, dataset: FactorDataset, seed: int = 0,
     """FactorVAE score (headline = eval accuracy); also train accuracy and the true number of active dims.
 
     Example:
+
         >>> from disentkit.metrics import factor_vae_score
         >>> from disentkit.testing import IdentityDataset        # images = the factors: a perfect code
         >>> result = factor_vae_score(lambda x: x.flatten(1), IdentityDataset(), num_variance_estimate=1000,

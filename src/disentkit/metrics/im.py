@@ -21,6 +21,7 @@ def im_from_mi(mi: np.ndarray, entropy: np.ndarray) -> dict:
     """I_m of an MI matrix [latents × factors] (nats) and the factors' entropies (nats).
 
     Example:
+
         >>> import numpy as np
         >>> from disentkit.metrics import im_from_mi
         >>> result = im_from_mi(np.array([[0.1, 1.2], [0.9, 0.2]]), entropy=np.array([1.0, 1.5]))
@@ -39,6 +40,7 @@ def im_from_codes(codes: np.ndarray, factors: np.ndarray, num_bins: int = 20) ->
     """I_m of codes (N, D) against factor classes (N, F), on the histogram-discretized codes.
 
     Example:
+
         >>> import numpy as np
         >>> from disentkit.metrics import im_from_codes
         >>> factors = np.random.default_rng(0).integers(0, 4, size=(1000, 2))    # 2 factors, 4 classes each
@@ -67,6 +69,7 @@ def im(encode_fn: EncodeFn, dataset: FactorDataset, seed: int = 0, **params) -> 
     """I_m (raw, nats) and I_m normalized by Σ H(v_k), on MIG's sample (same seed → same images).
 
     Example:
+
         >>> from disentkit.metrics import im
         >>> from disentkit.testing import IdentityDataset        # images = the factors: a perfect code
         >>> result = im(lambda x: x.flatten(1), IdentityDataset((2, 3)), num_train=1000)

@@ -34,6 +34,7 @@ def irs_from_codes(codes: np.ndarray, factors: np.ndarray, diff_quantile: float 
     """IRS of codes (N, D) against factor classes (N, F) (factors are discretized as dlib does).
 
     Example:
+
         >>> import numpy as np
         >>> from disentkit.metrics import irs_from_codes
         >>> factors = np.random.default_rng(0).integers(0, 4, size=(1000, 2))    # 2 factors, 4 classes each
@@ -72,6 +73,7 @@ def irs(encode_fn: EncodeFn, dataset: FactorDataset, seed: int = 0, **params) ->
     """Interventional Robustness Score (defaults: 10,000 points, diff_quantile 0.99).
 
     Example:
+
         >>> from disentkit.metrics import irs
         >>> from disentkit.testing import IdentityDataset        # images = the factors: a perfect code
         >>> result = irs(lambda x: x.flatten(1), IdentityDataset(), num_train=1000)

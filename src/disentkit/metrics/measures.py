@@ -5,6 +5,7 @@ scikit-learn's ``mutual_info_score``), per-latent standardization, top-two gaps,
 regression. :mod:`disentkit.metrics.utils` re-exports every name, where the metrics import them from.
 
 Example:
+
     >>> import numpy as np
     >>> from disentkit.metrics.measures import discrete_entropy, histogram_discretize, mutual_info
     >>> codes = np.array([[0.0], [0.5], [1.0], [1.0]])

@@ -19,6 +19,7 @@ def mig_from_codes(codes: np.ndarray, factors: np.ndarray, num_bins: int = 20) -
     """MIG of codes (N, D) against factor classes (N, F): the mean, per-factor values and the MI matrix.
 
     Example:
+
         >>> import numpy as np
         >>> from disentkit.metrics import mig_from_codes
         >>> factors = np.random.default_rng(0).integers(0, 4, size=(1000, 2))    # 2 factors, 4 classes each
@@ -57,6 +58,7 @@ def mig(encode_fn: EncodeFn, dataset: FactorDataset, seed: int = 0, **params) ->
     """MIG of a representation function on a factor dataset (defaults: num_train=10,000, num_bins=20).
 
     Example:
+
         >>> from disentkit.metrics import mig
         >>> from disentkit.testing import IdentityDataset        # images = the factors: a perfect code
         >>> result = mig(lambda x: x.flatten(1), IdentityDataset(), num_train=1000)

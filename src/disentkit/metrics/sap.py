@@ -61,6 +61,7 @@ def sap_from_codes(codes: np.ndarray, factors: np.ndarray, codes_test: np.ndarra
     """SAP of train/test codes (N, D) and factor classes (N, F).
 
     Example:
+
         >>> import numpy as np
         >>> from disentkit.metrics import sap_from_codes
         >>> rng = np.random.default_rng(0)
@@ -98,6 +99,7 @@ def sap(encode_fn: EncodeFn, dataset: FactorDataset, seed: int = 0, **params) ->
     """SAP score (defaults: 10,000 train / 5,000 test, LinearSVC(C=0.01, balanced) per latent×factor).
 
     Example:
+
         >>> from disentkit.metrics import sap
         >>> from disentkit.testing import IdentityDataset        # images = the factors: a perfect code
         >>> result = sap(lambda x: x.flatten(1), IdentityDataset((2, 2)), num_train=500, num_test=500)

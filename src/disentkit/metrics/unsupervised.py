@@ -81,6 +81,7 @@ def unsupervised(encode_fn: EncodeFn, dataset: FactorDataset, seed: int = 0, **p
     """Gaussian total correlation, Wasserstein correlation (raw and normalized), mean pairwise MI.
 
     Example:
+
         >>> from disentkit.metrics import unsupervised
         >>> from disentkit.testing import IdentityDataset        # images = the factors: a perfect code
         >>> result = unsupervised(lambda x: x.flatten(1), IdentityDataset(), num_train=1000)

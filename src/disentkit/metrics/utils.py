@@ -42,6 +42,7 @@ def representation_function(vae: torch.nn.Module, representation: str = "mean", 
     ``deterministic`` so metrics may encode each distinct image only once.
 
     Example:
+
         >>> import torch
         >>> from disentkit.metrics import representation_function
         >>> from disentkit.models import GaussianVAE
@@ -93,6 +94,7 @@ def as_encode_fn(model: Any, representation: str = "mean") -> EncodeFn:
     (μ, log σ²)), or a plain function doing so. Anything else is one clear error.
 
     Example:
+
         >>> import torch
         >>> from disentkit.metrics import as_encode_fn
         >>> encode = as_encode_fn(torch.nn.Flatten())          # a module mapping images to codes
@@ -159,6 +161,7 @@ def generate_batch_factor_code(encode_fn: EncodeFn, dataset: FactorDataset, num_
     factors are drawn in one call and images are gathered and encoded in chunks of ``batch_size``.
 
     Example:
+
         >>> import numpy as np
         >>> from disentkit.metrics import generate_batch_factor_code
         >>> from disentkit.testing import IdentityDataset      # images = the factors
@@ -191,6 +194,7 @@ class CodeSource:
     (``deterministic = False``, the sampled representation) is called on every draw instead.
 
     Example:
+
         >>> import numpy as np
         >>> from disentkit.metrics import CodeSource
         >>> from disentkit.testing import IdentityDataset

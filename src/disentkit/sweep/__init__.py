@@ -5,6 +5,7 @@ Public names: :func:`load_sweep` and :func:`expand` (a config -> a :class:`Sweep
 :func:`validate_runs`, :func:`run_sweep` (-> a :class:`SweepResult`).
 
 Example:
+
     >>> from disentkit.sweep import expand, validate_runs
     >>> sweep = expand({"name": "demo", "model": "beta_vae", "grid": {"beta": [1, 4]}, "seeds": [0, 1]})
     >>> [(run.label, run.seed) for run in sweep.runs]      # doctest: +NORMALIZE_WHITESPACE

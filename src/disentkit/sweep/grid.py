@@ -60,6 +60,7 @@ class RunSpec:
     """One training run of a sweep: everything needed to train, evaluate and file it.
 
     Example:
+
         >>> from disentkit.sweep import RunSpec, expand
         >>> run = expand({"name": "demo", "model": "beta_vae", "grid": {"beta": [4]}}).runs[0]
         >>> run.run_id                                  # readable, then the hash of its resolved config
@@ -102,6 +103,7 @@ class Sweep:
     """An expanded sweep: its name, description, source config and the runs in dependency order.
 
     Example:
+
         >>> from disentkit.sweep import expand
         >>> sweep = expand({"name": "demo", "model": "beta_vae", "grid": {"beta": [1, 4]}, "seeds": [0, 1, 2]})
         >>> sweep.name, len(sweep.runs), len({run.group for run in sweep.runs})   # 2 configurations x 3 seeds

@@ -29,6 +29,7 @@ class SweepResult:
     failed (run id -> why), and the seconds it took.
 
     Example:
+
         >>> from pathlib import Path
         >>> from disentkit.sweep import SweepResult
         >>> result = SweepResult(Path("runs/sweeps/demo"), total=4, done=3, skipped=1, failed={}, seconds=12.5)

@@ -18,6 +18,7 @@ def validate_runs(runs: list[RunSpec]) -> None:
     :class:`DisentkitError` naming the entry and the stage (a typo must not silently do nothing).
 
     Example:
+
         >>> from disentkit.sweep import expand, validate_runs
         >>> validate_runs(expand({"model": "beta_vae", "grid": {"beta": [1, 4]}}).runs)     # all known
         >>> validate_runs(expand({"model": "beta_vae", "grid": {"bta": [4]}}).runs)
