@@ -46,6 +46,7 @@ class Model:
     ``save``. Metrics accept it directly (its mean representation, dlib's default).
 
     Example:
+
         >>> import tempfile, torch, disentkit
         >>> from disentkit.train import TrainConfig, fit
         >>> run = fit(TrainConfig(steps=2, batch_size=8, latent_dim=6, out=tempfile.mkdtemp() + "/r", progress=False))
@@ -148,6 +149,7 @@ def load(path: str | Path, device: str | torch.device = "cpu", vae: torch.nn.Mod
     (``fit(config, vae=MyVAE())``) loads into ``vae``, a fresh instance of its class.
 
     Example:
+
         >>> import tempfile, disentkit
         >>> from disentkit.data import get_dataset
         >>> from disentkit.metrics import mig

@@ -17,7 +17,17 @@ T = TypeVar("T")
 
 
 class UnknownName(DisentkitError, KeyError):
-    """A name no registry entry has: a :class:`DisentkitError` (one line for users) and a ``KeyError``."""
+    """A name no registry entry has: a :class:`DisentkitError` (one line for users) and a ``KeyError``.
+
+    Example:
+
+        >>> from disentkit.metrics import METRICS
+        >>> try:
+        ...     METRICS["nig"]
+        ... except KeyError as e:      # also a DisentkitError: the CLI prints it as one line
+        ...     print(type(e).__name__, "-", e)
+        UnknownName - unknown metric 'nig'; choose one of: beta_vae_score, ..., unsupervised or 'all'
+    """
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
@@ -25,7 +35,27 @@ class UnknownName(DisentkitError, KeyError):
 
 class Registry(Mapping[str, T], Generic[T]):
     """A read-only mapping filled by :meth:`register`; ``registry[name]`` of an unknown name raises
-    :class:`UnknownName` naming the registered choices (and ``hint``, e.g. where to see them)."""
+    :class:`UnknownName` naming the registered choices (and ``hint``, e.g. where to see them).
+
+    Example:
+
+        >>> from disentkit.registry import Registry
+        >>> colours = Registry("colour", "(see `colours list`)")
+        >>> colours.register("#ff0000", name="red")
+        '#ff0000'
+        >>> @colours.register                  # a class decorator: the key is the entry's ``name``
+        ... class Green:
+        ...     name = "green"
+        >>> sorted(colours), colours["red"], "blue" in colours
+        (['green', 'red'], '#ff0000', False)
+        >>> colours["blue"]
+        Traceback (most recent call last):
+        ...
+        disentkit.registry.UnknownName: unknown colour 'blue'; choose one of: green, red (see `colours list`)
+        >>> colours.unregister("green")
+        >>> colours
+        Registry(colour: red)
+    """
 
     def __init__(self, kind: str, hint: str = "") -> None:
         self.kind, self.hint = kind, hint
@@ -70,7 +100,18 @@ class Registry(Mapping[str, T], Generic[T]):
 
 
 def import_all(package: str, path: list[str], skip: Callable[[str], bool] = lambda name: False) -> None:
-    """Import every module of a package (each registers what it defines)."""
+    """Import every module of a package (each registers what it defines).
+
+    A package's ``__init__`` calls it once, so that a new model, metric or dataset is one new file.
+
+    Example:
+
+        >>> import disentkit.metrics
+        >>> from disentkit.registry import import_all
+        >>> import_all("disentkit.metrics", disentkit.metrics.__path__)   # imported already: nothing new
+        >>> "mig" in disentkit.metrics.METRICS
+        True
+    """
     for info in sorted(pkgutil.iter_modules(path), key=lambda i: i.name):
         if not info.name.startswith("_") and not skip(info.name):
             importlib.import_module(f"{package}.{info.name}")

@@ -1,9 +1,9 @@
-"""Your own images and factor labels as a factor dataset, and any factor dataset as a ``torch`` Dataset.
+"""Your own images and factor labels as a factor dataset, and any factor dataset as a ``torch`` Dataset::
 
-    >>> ds = FactorDataset.from_arrays(images, factors, names=["shape", "size"])   # (N, H, W[, C]) and (N, F)
-    >>> ds = FactorDataset.from_file("mydata.npz")          # keys: images, factors[, names]; or .h5 / .hdf5
-    >>> disentkit.metrics.mig(model, ds)
-    >>> loader = torch.utils.data.DataLoader(ds.torch_dataset(), batch_size=64, shuffle=True)
+    ds = FactorDataset.from_arrays(images, factors, names=["shape", "size"])   # (N, H, W[, C]) and (N, F)
+    ds = FactorDataset.from_file("mydata.npz")          # keys: images, factors[, names]; or .h5 / .hdf5
+    disentkit.metrics.mig(model, ds)
+    loader = torch.utils.data.DataLoader(ds.torch_dataset(), batch_size=64, shuffle=True)
 
 Each factor column becomes classes: its distinct values, sorted. Rows that form the complete factor grid
 (every combination once) give an :class:`ArrayFactorDataset` in grid order, exactly as the built-in
@@ -11,6 +11,20 @@ datasets. Otherwise (combinations missing or repeated) factors are drawn as the 
 rows, so by their joint distribution, not independently — and a combination's image is its first row;
 metrics that intervene on one factor (FactorVAE and BetaVAE scores) then need combinations the data may
 not have, and say so.
+
+Example:
+    Five of the six combinations of a 2 x 3 grid: a dataset of rows, which the metrics that intervene
+    on one factor refuse:
+
+    >>> import numpy as np
+    >>> from disentkit.data import FactorDataset
+    >>> ds = FactorDataset.from_arrays(np.zeros((5, 8, 8), np.uint8), [[0, 0], [0, 1], [0, 2], [1, 0], [1, 1]])
+    >>> type(ds).__name__, ds.num_images, ds.factor_sizes
+    ('LabelledFactorDataset', 5, (2, 3))
+    >>> ds.factors_to_index(np.array([[1, 2]]))
+    Traceback (most recent call last):
+    ...
+    disentkit.errors.DisentkitError: user_data has no image with factor classes {'factor0': 1, 'factor1': 2}: ...
 """
 
 from __future__ import annotations

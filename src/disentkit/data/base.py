@@ -26,7 +26,15 @@ def grid_strides(sizes: Sequence[int]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Factor:
-    """One ground-truth factor: its name, and the value of each of its classes."""
+    """One ground-truth factor: its name, and the value of each of its classes.
+
+    Example:
+
+        >>> from disentkit.data import Factor
+        >>> shape = Factor("shape", (1.0, 2.0, 3.0), labels=("square", "ellipse", "heart"))
+        >>> shape.size, shape.labels[2]
+        (3, 'heart')
+    """
 
     name: str
     values: tuple[float, ...]
@@ -42,6 +50,26 @@ class FactorDataset:
 
     Subclasses implement :meth:`_gather` (index tensor -> float images in [0, 1]) and set
     ``factors``, ``observation_shape`` (C, H, W) and ``name``.
+
+    Example:
+        Four one-pixel images whose brightness is the one factor:
+
+        >>> import numpy as np, torch
+        >>> from disentkit.data import Factor, FactorDataset
+        >>> class Brightness(FactorDataset):
+        ...     name = "brightness"
+        ...     factors = (Factor("level", (0.0, 0.25, 0.5, 1.0)),)
+        ...     observation_shape = (1, 1, 1)
+        ...     def _gather(self, index):
+        ...         return torch.tensor(self.factors[0].values)[index].view(-1, 1, 1, 1)
+        >>> ds = Brightness()
+        >>> ds.num_images, ds.factor_names
+        (4, ('level',))
+        >>> ds.images_at(torch.tensor([3, 1])).flatten()
+        tensor([1.0000, 0.2500])
+        >>> factors, images = ds.sample(5, np.random.default_rng(0))   # what the metrics draw
+        >>> factors.shape, images.shape
+        ((5, 1), torch.Size([5, 1, 1, 1]))
     """
 
     name: str = "factor_dataset"
@@ -75,7 +103,20 @@ class FactorDataset:
         return grid_strides(self.factor_sizes)
 
     def index_to_factors(self, index: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
-        """Factor classes (N, F) of flat image indices (N,); numpy in, numpy out; torch likewise."""
+        """Factor classes (N, F) of flat image indices (N,); numpy in, numpy out; torch likewise.
+
+        Example:
+
+            >>> import numpy as np
+            >>> from disentkit.testing import IdentityDataset
+            >>> ds = IdentityDataset((2, 3))                # index = 3 * f0 + f1: the last factor fastest
+            >>> ds.index_to_factors(np.array([0, 4, 5]))
+            array([[0, 0],
+                   [1, 1],
+                   [1, 2]])
+            >>> ds.factors_to_index(np.array([[1, 1]]))
+            array([4])
+        """
         if isinstance(index, torch.Tensor):
             strides_t, sizes_t = self._index_tables(index.device)
             return torch.div(index.long()[:, None], strides_t, rounding_mode="floor") % sizes_t
@@ -106,7 +147,16 @@ class FactorDataset:
 
     # ----------------------------------------------------------------- sampling (dlib API)
     def sample_factors(self, num: int, rng: np.random.Generator) -> np.ndarray:
-        """``num`` factor-class vectors drawn uniformly and independently, shape (num, F)."""
+        """``num`` factor-class vectors drawn uniformly and independently, shape (num, F).
+
+        Example:
+
+            >>> import numpy as np
+            >>> from disentkit.testing import IdentityDataset
+            >>> factors = IdentityDataset((2, 3)).sample_factors(1000, np.random.default_rng(0))
+            >>> factors.shape, factors.max(0).tolist()
+            ((1000, 2), [1, 2])
+        """
         return np.stack([rng.integers(0, s, size=num) for s in self.factor_sizes], axis=1).astype(np.int64)
 
     def sample_observations_from_factors(
@@ -140,21 +190,60 @@ class FactorDataset:
     @staticmethod
     def from_arrays(images, factors, names: Sequence[str] | None = None, name: str = "user_data") -> "FactorDataset":
         """Your images (N, H, W[, C]) or (N, C, H, W) and factor labels (N, F) as a factor dataset
-        (:func:`disentkit.data.arrays.from_arrays`): ``mig(model, FactorDataset.from_arrays(x, y))``."""
+        (:func:`disentkit.data.arrays.from_arrays`): ``mig(model, FactorDataset.from_arrays(x, y))``.
+
+        Example:
+
+            >>> import numpy as np
+            >>> from disentkit.data import FactorDataset
+            >>> images = np.zeros((6, 8, 8), dtype=np.uint8)
+            >>> factors = [[0, 10], [0, 20], [0, 30], [1, 10], [1, 20], [1, 30]]   # classes or values
+            >>> ds = FactorDataset.from_arrays(images, factors, names=["shape", "size"])
+            >>> ds.describe()
+            {'name': 'user_data', 'num_images': 6, 'observation_shape': [1, 8, 8], 'factors': {'shape': 2, 'size': 3}}
+            >>> ds.factors[1].values                      # a column's distinct values, sorted
+            (10.0, 20.0, 30.0)
+        """
         from .arrays import from_arrays
 
         return from_arrays(images, factors, names, name)
 
     @staticmethod
     def from_file(path, name: str | None = None) -> "FactorDataset":
-        """:meth:`from_arrays` of an ``.npz`` / ``.h5`` file with ``images`` and ``factors`` (and ``names``)."""
+        """:meth:`from_arrays` of an ``.npz`` / ``.h5`` file with ``images`` and ``factors`` (and ``names``).
+
+        Example:
+
+            >>> import pathlib, tempfile
+            >>> import numpy as np
+            >>> from disentkit.data import FactorDataset
+            >>> with tempfile.TemporaryDirectory() as tmp:
+            ...     path = pathlib.Path(tmp) / "tiny.npz"
+            ...     np.savez(path, images=np.zeros((4, 8, 8), np.uint8), factors=[[0, 0], [0, 1], [1, 0], [1, 1]],
+            ...              names=["a", "b"])
+            ...     ds = FactorDataset.from_file(path)
+            >>> ds.name, ds.factor_names, ds.num_images
+            ('tiny', ('a', 'b'), 4)
+        """
         from .arrays import from_file
 
         return from_file(path, name)
 
     def torch_dataset(self, indices: Sequence[int] | None = None):
         """This dataset (or the images at ``indices``) as a ``torch.utils.data.Dataset`` of
-        (image (C, H, W), factor classes (F,)) pairs, e.g. for a ``DataLoader``."""
+        (image (C, H, W), factor classes (F,)) pairs, e.g. for a ``DataLoader``.
+
+        Example:
+
+            >>> import torch
+            >>> from disentkit.testing import IdentityDataset
+            >>> data = IdentityDataset((2, 3)).torch_dataset()
+            >>> len(data), data[4][1]
+            (6, tensor([1, 1]))
+            >>> images, factors = next(iter(torch.utils.data.DataLoader(data, batch_size=4)))
+            >>> images.shape, factors.shape
+            (torch.Size([4, 2, 1, 1]), torch.Size([4, 2]))
+        """
         from .arrays import TorchDataset
 
         return TorchDataset(self, indices)
@@ -217,6 +306,18 @@ class ArrayFactorDataset(FactorDataset):
     ``images`` is (N, H, W) or (N, H, W, C) uint8 — a torch tensor (CPU or GPU) or a numpy array,
     which may be a read-only memory map larger than RAM. ``scale`` maps stored values to [0, 1]
     (1 for binary {0,1} images, 1/255 for 8-bit images).
+
+    Example:
+
+        >>> import numpy as np, torch
+        >>> from disentkit.data import ArrayFactorDataset, Factor
+        >>> images = np.zeros((6, 8, 8), dtype=np.uint8)          # a 2 x 3 grid, the last factor fastest
+        >>> images[5] = 255                                       # the image of classes (1, 2)
+        >>> ds = ArrayFactorDataset("tiny", [Factor("a", (0.0, 1.0)), Factor("b", (0.0, 0.5, 1.0))], images)
+        >>> ds.observation_shape, ds.num_images
+        ((1, 8, 8), 6)
+        >>> ds.images_at(torch.tensor([5, 0])).amax((1, 2, 3))
+        tensor([1., 0.])
     """
 
     def __init__(self, name: str, factors: Sequence[Factor], images, scale: float = 1 / 255) -> None:
@@ -269,7 +370,17 @@ class ArrayFactorDataset(FactorDataset):
 
 @dataclass(frozen=True)
 class DatasetEntry:
-    """A registered dataset: how to build it, a one-line description, and whether it needs files."""
+    """A registered dataset: how to build it, a one-line description, and whether it needs files.
+
+    Example:
+
+        >>> from disentkit.data import DATASETS
+        >>> entry = DATASETS["dsprites_procedural"]
+        >>> entry.procedural, entry.description
+        (True, 'dSprites factor grid (737,280 binary 64x64 images) rendered procedurally; no download')
+        >>> entry.build().num_images
+        737280
+    """
 
     name: str
     build: Callable[..., FactorDataset]

@@ -66,5 +66,14 @@ SPEC = METRICS.register(MetricSpec("beta_vae_score", _sample, _score,
 
 
 def beta_vae_score(encode_fn: EncodeFn, dataset: FactorDataset, seed: int = 0, **params) -> dict:
-    """BetaVAE score (headline = eval accuracy) and train accuracy."""
+    """BetaVAE score (headline = eval accuracy) and train accuracy.
+
+    Example:
+
+        >>> from disentkit.metrics import beta_vae_score
+        >>> from disentkit.testing import IdentityDataset        # images = the factors: a perfect code
+        >>> result = beta_vae_score(lambda x: x.flatten(1), IdentityDataset(), num_train=100, num_eval=50)
+        >>> result["beta_vae_score"], result["params"]["batch_size"]
+        (1.0, 64)
+    """
     return run_metric(SPEC, encode_fn, dataset, seed, **params)

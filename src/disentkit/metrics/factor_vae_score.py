@@ -28,7 +28,24 @@ def votes_from_codes(fixed: np.ndarray, group_codes: np.ndarray, global_var: np.
 def factor_vae_from_codes(var_codes: np.ndarray, train_fixed: np.ndarray, train_codes: np.ndarray,
                           eval_fixed: np.ndarray, eval_codes: np.ndarray, num_factors: int,
                           prune_threshold: float = 0.05) -> dict:
-    """Score from the variance sample (N, D) and group codes (G, B, D) with their fixed factors (G,)."""
+    """Score from the variance sample (N, D) and group codes (G, B, D) with their fixed factors (G,).
+
+    Example:
+        Groups of 8 codes of 2 latents in which the group's fixed factor's latent is constant:
+
+        >>> import numpy as np
+        >>> from disentkit.metrics import factor_vae_from_codes
+        >>> rng = np.random.default_rng(0)
+        >>> def groups(n):
+        ...     fixed, codes = rng.integers(0, 2, size=n), rng.normal(size=(n, 8, 2))
+        ...     codes[np.arange(n), :, fixed] = codes[np.arange(n), 0, fixed][:, None]
+        ...     return fixed, codes
+        >>> (train_fixed, train), (eval_fixed, evals) = groups(100), groups(50)
+        >>> result = factor_vae_from_codes(rng.normal(size=(1000, 2)), train_fixed, train, eval_fixed, evals,
+        ...                                num_factors=2)
+        >>> result["factor_vae_score"], result["active_dims"]
+        (1.0, [0, 1])
+    """
     global_var = np.var(var_codes, axis=0, ddof=1)
     active = np.sqrt(global_var) >= prune_threshold
     if prune_threshold <= 0:  # never divide by a zero variance, whatever the threshold
@@ -69,5 +86,15 @@ SPEC = METRICS.register(MetricSpec("factor_vae_score", _sample, _score,
 
 
 def factor_vae_score(encode_fn: EncodeFn, dataset: FactorDataset, seed: int = 0, **params) -> dict:
-    """FactorVAE score (headline = eval accuracy); also train accuracy and the true number of active dims."""
+    """FactorVAE score (headline = eval accuracy); also train accuracy and the true number of active dims.
+
+    Example:
+
+        >>> from disentkit.metrics import factor_vae_score
+        >>> from disentkit.testing import IdentityDataset        # images = the factors: a perfect code
+        >>> result = factor_vae_score(lambda x: x.flatten(1), IdentityDataset(), num_variance_estimate=1000,
+        ...                           num_train=100, num_eval=50)
+        >>> result["factor_vae_score"], result["num_active_dims"]
+        (1.0, 5)
+    """
     return run_metric(SPEC, encode_fn, dataset, seed, **params)

@@ -1,4 +1,5 @@
-"""The sampling/representation interface every metric shares, and discrete information measures.
+"""The sampling/representation interface every metric shares (the discrete information measures are in
+:mod:`.measures`, re-exported here).
 
 A *representation function* maps a float image batch (N, C, H, W) to codes (N, D). Metrics draw all
 factors for a sample at once, gather all images, and encode them in large batches; every random
@@ -17,6 +18,8 @@ import torch
 from ..data import FactorDataset
 from ..errors import DisentkitError
 from ..registry import Registry
+from .measures import (avg_diff_top_two, discrete_entropy, discrete_mutual_info, histogram_discretize,  # noqa: F401
+                       logistic_regression, mutual_info, normalize_data, top_two_gaps)
 
 EncodeFn = Callable[[torch.Tensor], Union[torch.Tensor, np.ndarray]]
 
@@ -37,6 +40,18 @@ def representation_function(vae: torch.nn.Module, representation: str = "mean", 
     ``torch.inference_mode``; on a CPU the copy uses channels_last layout and in-place ReLUs, and
     each batch is encoded :data:`CPU_CHUNK` images at a time. The mean representation is marked
     ``deterministic`` so metrics may encode each distinct image only once.
+
+    Example:
+
+        >>> import torch
+        >>> from disentkit.metrics import representation_function
+        >>> from disentkit.models import GaussianVAE
+        >>> vae = GaussianVAE(latent_dim=4)                  # untrained here; normally disentkit.load(run).vae
+        >>> encode = representation_function(vae)
+        >>> encode(torch.zeros(2, 1, 64, 64)).shape, encode.deterministic
+        (torch.Size([2, 4]), True)
+        >>> representation_function(vae, "sampled", seed=1).deterministic
+        False
     """
     if representation not in ("mean", "sampled"):
         raise DisentkitError(f"--representation must be 'mean' or 'sampled', got '{representation}'")
@@ -77,7 +92,20 @@ def as_encode_fn(model: Any, representation: str = "mean") -> EncodeFn:
     checkpoint, a disentkit :class:`GaussianVAE` or a module with ``encode``/``decode`` (the VAE protocol of
     :mod:`disentkit.models.custom`; all by their ``representation``), any other ``nn.Module`` whose forward
     maps images (N, C, H, W) to codes (N, D) (or to a tuple whose first item is the codes, as an encoder's
-    (μ, log σ²)), or a plain function doing so. Anything else is one clear error."""
+    (μ, log σ²)), or a plain function doing so. Anything else is one clear error.
+
+    Example:
+
+        >>> import torch
+        >>> from disentkit.metrics import as_encode_fn
+        >>> encode = as_encode_fn(torch.nn.Flatten())          # a module mapping images to codes
+        >>> encode(torch.zeros(2, 3, 4, 4)).shape
+        torch.Size([2, 48])
+        >>> as_encode_fn("runs/demo")
+        Traceback (most recent call last):
+        ...
+        disentkit.errors.DisentkitError: metrics need an encoder: a disentkit model (disentkit.load(run)), ...
+    """
     from ..models import GaussianVAE
     from ..models.custom import as_vae, follows_protocol
 
@@ -135,6 +163,16 @@ def generate_batch_factor_code(encode_fn: EncodeFn, dataset: FactorDataset, num_
 
     Same name and meaning as disentanglement_lib's ``utils.generate_batch_factor_code``, but all
     factors are drawn in one call and images are gathered and encoded in chunks of ``batch_size``.
+
+    Example:
+
+        >>> import numpy as np
+        >>> from disentkit.metrics import generate_batch_factor_code
+        >>> from disentkit.testing import IdentityDataset      # images = the factors
+        >>> factors, codes = generate_batch_factor_code(lambda x: x.flatten(1), IdentityDataset((2, 3)), 5,
+        ...                                             np.random.default_rng(0))
+        >>> factors.shape, codes.shape, bool((codes == factors).all())
+        ((5, 2), (5, 2), True)
     """
     if not dataset.has_factors:
         raise DisentkitError(f"dataset '{dataset.name}' has no ground-truth factors; "
@@ -148,56 +186,6 @@ def generate_batch_factor_code(encode_fn: EncodeFn, dataset: FactorDataset, num_
     return factors, np.concatenate(codes, 0)
 
 
-def histogram_discretize(codes: np.ndarray, num_bins: int = 20) -> np.ndarray:
-    """Per latent, 20 equal-width bins over its observed range (dlib's ``_histogram_discretize``).
-
-    ``codes`` is (N, D); returns int (N, D). dlib: ``np.digitize(x, np.histogram(x, bins)[1][:-1])``,
-    so bin labels run 1..num_bins; a constant latent falls in one bin (no NaN downstream).
-    """
-    out = np.zeros(codes.shape, dtype=np.int64)
-    for j in range(codes.shape[1]):
-        edges = np.histogram(codes[:, j], num_bins)[1][:-1]
-        out[:, j] = np.digitize(codes[:, j], edges)
-    return out
-
-
-def _relabel(x: np.ndarray) -> tuple[np.ndarray, int]:
-    uniq, inv = np.unique(x, return_inverse=True)
-    return inv.ravel(), len(uniq)
-
-
-def mutual_info(a: np.ndarray, b: np.ndarray) -> float:
-    """I(a; b) in nats of two discrete label vectors; equals ``sklearn.metrics.mutual_info_score``."""
-    a, ka = _relabel(a)
-    b, kb = _relabel(b)
-    if ka == 1 or kb == 1:  # a constant carries no information (exactly 0, as sklearn returns)
-        return 0.0
-    n = len(a)
-    joint = np.bincount(a * kb + b, minlength=ka * kb).reshape(ka, kb).astype(np.float64)
-    pa, pb = joint.sum(1), joint.sum(0)
-    nz = joint > 0
-    pij = joint[nz]
-    outer = pa[:, None] * pb[None, :]
-    mi = np.sum(pij / n * (np.log(pij) - np.log(outer[nz]) + np.log(n)))
-    return float(max(mi, 0.0))
-
-
-def discrete_mutual_info(codes: np.ndarray, factors: np.ndarray) -> np.ndarray:
-    """MI matrix [latents × factors] in nats between discretized codes (N, D) and factors (N, F)."""
-    return np.array([[mutual_info(codes[:, i], factors[:, j]) for j in range(factors.shape[1])]
-                     for i in range(codes.shape[1])])
-
-
-def discrete_entropy(factors: np.ndarray) -> np.ndarray:
-    """Entropy H(v_k) in nats of each factor column (N, F) -> (F,)."""
-    out = []
-    for j in range(factors.shape[1]):
-        _, counts = np.unique(factors[:, j], return_counts=True)
-        p = counts / counts.sum()
-        out.append(float(-(p * np.log(p)).sum()))
-    return np.array(out)
-
-
 # --------------------------------------------------------------------------- shared sampling/encoding
 class CodeSource:
     """Codes of factor-class arrays, encoding each *distinct* image at most once.
@@ -208,6 +196,19 @@ class CodeSource:
     once, in index order and in large batches, and codes are gathered per draw: FactorVAE/BetaVAE
     scores draw ~1-2 M images from dSprites' 737,280, so most draws repeat. A stochastic encoder
     (``deterministic = False``, the sampled representation) is called on every draw instead.
+
+    Example:
+
+        >>> import numpy as np
+        >>> from disentkit.metrics import CodeSource
+        >>> from disentkit.testing import IdentityDataset
+        >>> source = CodeSource(lambda x: x.flatten(1), IdentityDataset((2, 3)))
+        >>> source.codes(np.array([[1, 2], [1, 2], [0, 0]]))      # factor classes (..., F) -> codes (..., D)
+        array([[1., 2.],
+               [1., 2.],
+               [0., 0.]])
+        >>> source.num_encoded                                    # each distinct image once
+        2
     """
 
     def __init__(self, encode_fn: EncodeFn, dataset: FactorDataset, batch_size: int = 4096,
@@ -275,7 +276,26 @@ class CodeSource:
 @dataclass(frozen=True)
 class MetricSpec:
     """One metric: ``sample(dataset, rng, **params)`` draws all factor arrays it needs (no encoding);
-    ``score(codes, factors, dataset=, seed=, **params)`` computes the result from their codes."""
+    ``score(codes, factors, dataset=, seed=, **params)`` computes the result from their codes.
+
+    Example:
+        A new metric, the range of the codes, registered so that ``evaluate`` and the CLI know it:
+
+        >>> from disentkit.metrics import METRICS, MetricSpec, evaluate
+        >>> from disentkit.testing import IdentityDataset
+        >>> def sample(dataset, rng, num_train, **_):
+        ...     return {"train": dataset.sample_factors(num_train, rng)}
+        >>> def score(codes, factors, **_):
+        ...     return {"code_range": float(codes["train"].max() - codes["train"].min())}
+        >>> spec = METRICS.register(MetricSpec("code_range", sample, score, {"num_train": 100}))
+        >>> spec(lambda x: x.flatten(1), IdentityDataset((2, 3)))
+        {'code_range': 2.0, 'params': {'num_train': 100, 'seed': 0}}
+        >>> evaluate(lambda x: x.flatten(1), IdentityDataset((2, 3)), "code_range")["code_range"]["code_range"]
+        2.0
+        >>> METRICS.unregister("code_range")
+        >>> METRICS["mig"].paper
+        'Chen et al. 2018, Isolating Sources of Disentanglement in VAEs'
+    """
 
     name: str
     sample: Callable[..., dict[str, np.ndarray]]
@@ -346,36 +366,3 @@ def sample_grouped(dataset: FactorDataset, rng: np.random.Generator, num_groups:
     g = np.arange(num_groups)
     factors[g[:, None], np.arange(group_size)[None, :], fixed[:, None]] = factors[g, 0, fixed][:, None]
     return fixed, factors
-
-
-def normalize_data(data: np.ndarray, mean: np.ndarray | None = None, std: np.ndarray | None = None,
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-latent standardization (dlib ``normalize_data``); a constant latent gets std 1, not NaN."""
-    mean = data.mean(0) if mean is None else mean
-    std = data.std(0) if std is None else std
-    std = np.where(std > 0, std, 1.0)
-    return (data - mean) / std, mean, std
-
-
-def top_two_gaps(matrix: np.ndarray) -> np.ndarray:
-    """Per column, largest − second-largest entry (one row: the largest)."""
-    top = np.sort(matrix, axis=0)[::-1]
-    second = top[1] if len(top) > 1 else np.zeros_like(top[0])
-    return top[0] - second
-
-
-def avg_diff_top_two(matrix: np.ndarray) -> float:
-    """Mean over columns of (largest − second largest) entry (dlib ``_compute_avg_diff_top_two``)."""
-    return float(np.mean(top_two_gaps(matrix)))
-
-
-def logistic_regression(solver: str = "liblinear", seed: int = 0):
-    """dlib's ``LogisticRegression()`` as its published numbers were computed (scikit-learn ≤ 0.21:
-    liblinear, one-vs-rest, C=1); current sklearn needs the explicit one-vs-rest wrapper for that.
-    ``solver="lbfgs"`` gives today's multinomial default instead."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.multiclass import OneVsRestClassifier
-
-    if solver == "liblinear":
-        return OneVsRestClassifier(LogisticRegression(solver="liblinear", random_state=seed))
-    return LogisticRegression(solver=solver, random_state=seed, max_iter=1000)

@@ -4,6 +4,7 @@
 ``ARCHITECTURES`` maps a name to its encoder/decoder builder, ``OBJECTIVES`` a ``--model`` name to its class:
 
 Example:
+
     >>> from disentkit.models import ARCHITECTURES, OBJECTIVES
     >>> sorted(ARCHITECTURES)
     ['burgess', 'locatello']
@@ -25,6 +26,7 @@ def get_objective(name: str) -> type[Objective]:
     """The objective class registered as ``name`` (an unknown name is a one-line error naming the choices).
 
     Example:
+
         >>> from disentkit.models import get_objective
         >>> cls = get_objective("beta_vae")
         >>> cls.hparams[0].name, cls.hparams[0].default
@@ -37,6 +39,7 @@ def all_hparams() -> dict[str, tuple[HParam, list[str]]]:
     """Every declared hyperparameter, with the models that use it (one CLI flag each).
 
     Example:
+
         >>> from disentkit.models import all_hparams
         >>> param, models = all_hparams()["beta"]
         >>> param.flag, "beta_tcvae" in models

@@ -27,6 +27,7 @@ class VAEOutput:
     """One forward pass: posterior parameters, the sample, and the decoder's logits.
 
     Example:
+
         >>> import torch
         >>> from disentkit.models import GaussianVAE
         >>> out = GaussianVAE(latent_dim=4)(torch.zeros(2, 1, 64, 64), eps=torch.zeros(2, 4))
@@ -44,6 +45,7 @@ class GaussianVAE(nn.Module):
     """Encoder q(z|x) = N(μ, diag σ²), decoder p(x|z) emitting logits, standard normal prior.
 
     Example:
+
         >>> import torch
         >>> from disentkit.models import GaussianVAE
         >>> vae = GaussianVAE("locatello", channels=1, latent_dim=10)   # disentanglement_lib's conv net
@@ -123,6 +125,7 @@ class HParam:
     """A hyperparameter an objective declares: it becomes a CLI flag and a config key.
 
     Example:
+
         >>> from disentkit.models import HParam
         >>> p = HParam("gamma", 10.0, "weight of the total-correlation penalty", min=0.0)
         >>> p.flag, p.type(p.default)
@@ -146,6 +149,7 @@ class LossTerms:
     """An objective's loss plus every term it logs (scalar tensors: never ``.item()`` here).
 
     Example:
+
         >>> import torch
         >>> from disentkit.models import LossTerms
         >>> rec, kl = torch.tensor(30.0), torch.tensor(2.0)
@@ -168,6 +172,7 @@ class Phase:
     and the run's ``--lr``, or the hyperparameter named by ``lr`` (FactorVAE's ``disc_lr``).
 
     Example:
+
         >>> from disentkit.models import get_objective
         >>> vae_phase, disc_phase = get_objective("factor_vae").phases
         >>> disc_phase.name, disc_phase.trains_vae, disc_phase.params, disc_phase.lr
@@ -188,6 +193,7 @@ class Draw:
     The trainer draws them in the listed order from each member's own generator.
 
     Example:
+
         >>> from disentkit.models import get_objective
         >>> [d.name for d in get_objective("factor_vae")(latent_dim=10).draws(64)]
         ['eps', 'loss_noise', 'adversary_noise']
@@ -202,6 +208,7 @@ class PhaseOut(NamedTuple):
     """What a phase returns: its loss (scalar), the values it logs, and tensors for later phases.
 
     Example:
+
         >>> import torch
         >>> from disentkit.models import GaussianVAE, get_objective
         >>> objective, vae = get_objective("beta_vae")(latent_dim=4, beta=4.0), GaussianVAE(latent_dim=4)
@@ -223,6 +230,7 @@ class Objective(nn.Module):
     """Base class of a training objective; subclasses set the class variables and :meth:`loss`.
 
     Example (β-VAE's objective, Higgins et al. 2017, eq. 4; ``@register`` would make it ``--model my_vae``):
+
         >>> import torch
         >>> from disentkit.models import GaussianVAE, HParam, LossTerms, Objective
         >>> class MyVAE(Objective):
@@ -289,6 +297,7 @@ def register(cls: type[Objective]) -> type[Objective]:
     """Class decorator: make an objective trainable as ``--model cls.name``.
 
     Example (every objective file does this; a second class under a taken name is an error):
+
         >>> from disentkit.models import OBJECTIVES, register
         >>> from disentkit.models.beta_vae import BetaVAE
         >>> OBJECTIVES["beta_vae"] is BetaVAE

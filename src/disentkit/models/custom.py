@@ -44,6 +44,7 @@ class CustomVAE(GaussianVAE):
     ``encode_mean``); its weights are the module's, under ``net.``.
 
     Example:
+
         >>> import torch
         >>> from torch import nn
         >>> from disentkit.models import CustomVAE

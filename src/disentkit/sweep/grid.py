@@ -43,6 +43,7 @@ from typing import Any
 
 from ..errors import DisentkitError
 from ..train.config import TrainConfig, convert, load_yaml
+from .validate import validate_runs  # noqa: F401  (checked before running; re-exported, as it always was here)
 
 #: TrainConfig fields that say how/where a run executes, not what it computes: kept out of run ids.
 EXECUTION_KEYS = ("out", "device", "threads", "progress", "overwrite", "init_from", "data_root")
@@ -56,7 +57,19 @@ _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 @dataclass
 class RunSpec:
-    """One training run of a sweep: everything needed to train, evaluate and file it."""
+    """One training run of a sweep: everything needed to train, evaluate and file it.
+
+    Example:
+
+        >>> from disentkit.sweep import RunSpec, expand
+        >>> run = expand({"name": "demo", "model": "beta_vae", "grid": {"beta": [4]}}).runs[0]
+        >>> run.run_id                                  # readable, then the hash of its resolved config
+        'beta_vae-beta4-dsprites_procedural-s0-...'
+        >>> run.label, run.hparams, run.train["model"]
+        ('beta_vae beta=4 dsprites_procedural', {'beta': 4.0}, 'beta_vae')
+        >>> RunSpec.from_dict(run.to_dict()) == run       # as each run folder's run.json holds it
+        True
+    """
 
     run_id: str
     stage: str
@@ -87,7 +100,17 @@ class RunSpec:
 
 @dataclass
 class Sweep:
-    """An expanded sweep: its name, description, source config and the runs in dependency order."""
+    """An expanded sweep: its name, description, source config and the runs in dependency order.
+
+    Example:
+
+        >>> from disentkit.sweep import expand
+        >>> sweep = expand({"name": "demo", "model": "beta_vae", "grid": {"beta": [1, 4]}, "seeds": [0, 1, 2]})
+        >>> sweep.name, len(sweep.runs), len({run.group for run in sweep.runs})   # 2 configurations x 3 seeds
+        ('demo', 6, 2)
+        >>> sweep.config_hash == expand(sweep.source).config_hash                 # same config, same hash
+        True
+    """
 
     name: str
     description: str
@@ -207,7 +230,20 @@ def _slug(s: str) -> str:
 def load_sweep(path: str | Path, steps: int | None = None, seeds: list[int] | None = None,
                datasets: list[str] | None = None, overrides: dict[str, Any] | None = None,
                metrics: list[str] | None = None) -> Sweep:
-    """Read a sweep YAML and expand it (see :func:`expand`); ``metrics`` replaces the config's metrics."""
+    """Read a sweep YAML and expand it (see :func:`expand`); ``metrics`` replaces the config's metrics.
+
+    Example:
+        The shipped ``quick`` sweep (3 β-VAE runs, then 2 λβ-VAE runs from each), one seed, a tenth of its
+        steps:
+
+        >>> from disentkit.configs import resolve_config
+        >>> from disentkit.sweep import load_sweep
+        >>> sweep = load_sweep(resolve_config("quick", "sweeps"), steps=200, seeds=[0])
+        >>> len(sweep.runs), sweep.runs[0].train["steps"], sweep.runs[-1].train["steps"]
+        (9, 200, 50)
+        >>> sweep.runs[-1].label, sorted(sweep.runs[-1].metrics)
+        ('lambda_beta_vae beta=16 lam=4 dsprites_procedural', ['im', 'mig'])
+    """
     raw = load_yaml(path)
     raw.setdefault("name", Path(path).stem)
     if metrics:
@@ -222,6 +258,20 @@ def expand(raw: dict[str, Any], steps: int | None = None, seeds: list[int] | Non
     ``steps`` scales every stage's steps by ``steps / defaults.steps`` (so a chained stage keeps its
     length relative to the first); ``seeds`` and ``datasets`` replace the config's lists;
     ``overrides`` are settings applied to every run (e.g. ``batch_size``), after the config's own.
+
+    Example:
+        A chained sweep: λβ-VAE continued from each β-VAE run, inheriting its β:
+
+        >>> from disentkit.sweep import expand
+        >>> sweep = expand({"name": "chain", "defaults": {"steps": 1000}, "stages": [
+        ...     {"name": "beta_vae", "model": "beta_vae", "grid": {"beta": [4]}},
+        ...     {"name": "lam", "model": "lambda_beta_vae", "init_from": "beta_vae", "steps": 500,
+        ...      "grid": {"lam": [0, 2]}}]}, steps=100)
+        >>> [(run.label, run.train["steps"]) for run in sweep.runs]      # doctest: +NORMALIZE_WHITESPACE
+        [('beta_vae beta=4 dsprites_procedural', 100), ('lam beta=4 lam=0 dsprites_procedural', 50),
+         ('lam beta=4 lam=2 dsprites_procedural', 50)]
+        >>> sweep.runs[1].parent == sweep.runs[0].run_id
+        True
     """
     unknown = set(raw) - SWEEP_KEYS
     if unknown:
@@ -312,51 +362,3 @@ def expand(raw: dict[str, Any], steps: int | None = None, seeds: list[int] | Non
         raise DisentkitError(f"sweep config: grid points repeat, giving identical runs ({', '.join(dup[:3])}); "
                              "remove the duplicates")
     return Sweep(name, str(raw.get("description") or ""), runs, source=raw)
-
-
-def validate_runs(runs: list[RunSpec]) -> None:
-    """Check every name a sweep uses against the registries before anything trains.
-
-    Unknown models, datasets, metrics, or hyperparameters a model does not declare raise a
-    :class:`DisentkitError` naming the entry and the stage (a typo must not silently do nothing).
-    """
-    from ..data import DATASETS
-    from ..metrics import METRICS
-    from ..models import OBJECTIVES
-
-    unknown: dict[str, set[str]] = {"model": set(), "dataset": set(), "metric": set()}
-    for r in runs:
-        if r.model not in OBJECTIVES:
-            unknown["model"].add(r.model)
-        if r.dataset.split(":", 1)[0] not in DATASETS:
-            unknown["dataset"].add(r.dataset)
-        unknown["metric"].update(m for m in r.metrics if m not in METRICS)
-    known = {"model": OBJECTIVES, "dataset": DATASETS, "metric": METRICS}
-    parts = [f"unknown {kind}(s) {', '.join(sorted(names))} (registered: {', '.join(sorted(known[kind]))})"
-             for kind, names in unknown.items() if names]
-    if parts:
-        raise DisentkitError("this sweep names " + "; ".join(parts) + ". Install a disentkit that has them, or "
-                             "replace them (--datasets, --metrics, or edit the config)")
-    from ..metrics import SPECS
-    from ..metrics.utils import check_params
-
-    for name, kw in (runs[0].metrics.items() if runs else ()):
-        try:
-            check_params(SPECS[name], dict(kw))
-        except DisentkitError as e:
-            raise DisentkitError(f"sweep config: {e}") from None
-    by_id = {r.run_id: r for r in runs}
-    for r in runs:
-        where = f"stage '{r.stage}'"
-        declared = {p.name for p in OBJECTIVES[r.model].hparams}
-        inherited = set(by_id[r.parent].train["hparams"]) if r.parent in by_id else set()
-        for k in sorted(set(r.train["hparams"]) - inherited):
-            if k not in declared:
-                raise DisentkitError(f"{where}: '{k}' is neither a `disentkit train` option nor a hyperparameter of "
-                                     f"{r.model} (its hyperparameters: {', '.join(sorted(declared)) or 'none'})")
-        cfg = TrainConfig.from_dict({**{k: v for k, v in r.train.items() if k != "hparams"},
-                                     "hparams": {k: v for k, v in r.train["hparams"].items() if k in declared}})
-        try:
-            cfg.validate()
-        except DisentkitError as e:
-            raise DisentkitError(f"{where}, run {r.run_id}: {e}") from None

@@ -25,6 +25,18 @@ from .progress import Progress, _duration
 
 @dataclass
 class SweepResult:
+    """The tally :func:`run_sweep` returns: its folder, the runs trained now, skipped as done before,
+    failed (run id -> why), and the seconds it took.
+
+    Example:
+
+        >>> from pathlib import Path
+        >>> from disentkit.sweep import SweepResult
+        >>> result = SweepResult(Path("runs/sweeps/demo"), total=4, done=3, skipped=1, failed={}, seconds=12.5)
+        >>> result.ok                       # every run done, now or before, and none failed
+        True
+    """
+
     out: Path
     total: int
     done: int
@@ -45,7 +57,20 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, backend: str = "local
 
     ``ensemble`` > 1 trains up to that many ready runs that differ only in seed and real-valued
     hyperparameters as one fused ensemble (one process, one set of stacked weights: the fast path on a
-    GPU, see docs/speed.md); their results are those of the same runs trained one by one."""
+    GPU, see docs/speed.md); their results are those of the same runs trained one by one.
+
+    Example:
+        One β-VAE run of 2 steps (seconds, not a doctest: it trains in a worker process):
+
+        >>> from disentkit.sweep import expand, run_sweep
+        >>> sweep = expand({"name": "tiny", "defaults": {"steps": 2, "batch_size": 8}, "model": "beta_vae",
+        ...                 "metrics": {"mig": {"num_train": 100}}})
+        >>> result = run_sweep(sweep, out="runs/sweeps/tiny")        # doctest: +SKIP
+        sweep 'tiny': 1 runs, 0 already done, 1 to run, 1 at a time -> runs/sweeps/tiny
+        ...
+        >>> result.ok, result.done                                    # doctest: +SKIP
+        (True, 1)
+    """
     validate_runs(sweep.runs)
     out = Path(out) if out else default_out(sweep)
     prepare_sweep_dir(sweep, out, source_text)

@@ -23,3 +23,8 @@ def __getattr__(name: str) -> Any:
 
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The lazy names too, so that ``help(disentkit.train)`` and tab completion list them."""
+    return sorted(list(globals()) + list(_LAZY))

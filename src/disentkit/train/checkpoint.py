@@ -34,6 +34,7 @@ class Checkpoint:
     """A loaded model: its config (as saved), the VAE with weights, and the raw state.
 
     Example:
+
         >>> import tempfile
         >>> from disentkit.train import TrainConfig, fit, load_checkpoint
         >>> run = fit(TrainConfig(steps=2, batch_size=8, out=tempfile.mkdtemp() + "/run", progress=False))
@@ -56,6 +57,7 @@ def save_checkpoint(path: str | Path, state: dict[str, torch.Tensor], config: di
     (``.part`` then rename) so an interrupted save never clobbers a good file.
 
     Example (a copy of a run's checkpoint, marked as such):
+
         >>> import tempfile
         >>> from disentkit.train import TrainConfig, fit, load_checkpoint, save_checkpoint
         >>> run = fit(TrainConfig(steps=2, batch_size=8, out=tempfile.mkdtemp() + "/run", progress=False))
@@ -120,6 +122,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", vae: t
     (``fit(config, vae=...)``) loads into ``vae``, a fresh instance of its class.
 
     Example:
+
         >>> import tempfile
         >>> from disentkit.train import TrainConfig, fit, load_checkpoint
         >>> run = fit(TrainConfig(steps=2, batch_size=8, latent_dim=6, out=tempfile.mkdtemp() + "/r", progress=False))

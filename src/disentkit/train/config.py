@@ -50,6 +50,7 @@ class TrainConfig:
     hyperparameters go in ``hparams`` (or as top-level keys of :meth:`from_dict`).
 
     Example:
+
         >>> from disentkit.train import TrainConfig
         >>> cfg = TrainConfig(model="beta_tcvae", hparams={"beta": 6}, steps=2000, out="runs/tc6")
         >>> cfg.validate().hparams                 # typed, completed with the model's defaults

@@ -183,6 +183,7 @@ def fit(config: TrainConfig | dict[str, Any], *, vae: nn.Module | None = None, s
     (:func:`setup_process`); ``callbacks``: functions called as ``fn(step, logs)`` after every step.
 
     Example (5 steps; the demo trains 2,000):
+
         >>> import tempfile
         >>> from disentkit.train import TrainConfig, fit
         >>> config = TrainConfig(model="beta_vae", hparams={"beta": 4}, steps=5, batch_size=8,
@@ -190,7 +191,7 @@ def fit(config: TrainConfig | dict[str, Any], *, vae: nn.Module | None = None, s
         >>> run = fit(config)
         trained beta_vae for 5 steps...
         >>> sorted(p.name for p in run.iterdir())
-        ['config.yaml', 'csv', 'model.safetensors', 'tb', 'training_state.pt']
+        ['config.yaml', 'csv', 'finished.json', 'model.safetensors', 'tb', 'training_state.pt']
     """
     from .loop import train
 
@@ -233,6 +234,7 @@ def resume(run: str | Path, *, vae: nn.Module | None = None, setup: bool = False
     A run of your own VAE (``fit(config, vae=...)``) needs a fresh instance of its class as ``vae``.
 
     Example (train 4 steps, then 4 more):
+
         >>> import tempfile
         >>> from disentkit.train import TrainConfig, fit, resume, load_checkpoint
         >>> run = fit(TrainConfig(steps=4, batch_size=8, out=tempfile.mkdtemp() + "/run", progress=False))
