@@ -180,7 +180,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise DisentkitError("`disentkit report` needs --checkpoint RUN (a run folder) or --sweep DIR (a sweep folder)")
     path = write_report(args.checkpoint, args.out, args.dataset, steps=args.steps, limit=args.limit, seed=args.seed,
                         data_root=args.data_root)
-    print(f"wrote {path} (reconstructions.png, traversals.png, traversals.gif beside it)")
+    print(f"wrote {path} (one self-contained page; its images and charts, PNG and GIF, beside it)")
     return 0
 
 
