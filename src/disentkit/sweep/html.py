@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..viz.page import Picture, picture, render
-from ..viz.report import Latent, gif_picture, load_run, per_factor, run_pictures
+from ..viz.report import Latent, RunPictures, gif_picture, load_run, per_factor, range_text, run_pictures
 from .aggregate import RunRecord, aggregate, cell, table
 from .grid import _short
 from .plots import make_plots
@@ -57,13 +57,19 @@ def _failures(sweep_dir: Path) -> dict[str, str]:
     return out
 
 
+def embedded(pics: RunPictures, run_id: str) -> tuple[Picture, Picture]:
+    """The two images a run section embeds: reconstructions (a palette PNG at native size, shown doubled)
+    and the traversal GIF; together they bound the page's size per run (``tests/test_report.py``)."""
+    return (picture(pics.recon, f"reconstructions {run_id}", 2),
+            gif_picture(pics, f"traversal animation {run_id}"))
+
+
 def run_section(r: RunRecord, folder: Path, steps: int = 10, limit: float = 2.0, seed: int = 0) -> RunSection:
     """Pictures of run ``r`` (written into ``folder``) and what the page says about it."""
     ck, data, metrics = load_run(r.folder)
     pics = run_pictures(ck.vae, data, metrics, folder, steps=steps, limit=limit, seed=seed)
     return RunSection(r, ", ".join(f"{k} {v:.3f}" for k, v in r.values.items()), per_factor(metrics), pics.latents,
-                      picture(pics.recon, f"reconstructions {r.spec.run_id}", 2),
-                      gif_picture(pics, f"traversal animation {r.spec.run_id}"))
+                      *embedded(pics, r.spec.run_id))
 
 
 def _table(rows: list, columns: list[str], hps: list[str]) -> dict[str, Any]:
@@ -97,7 +103,7 @@ def write_sweep_report(sweep_dir: str | Path, out: str | Path | None = None, ste
     page = render("sweep.html.j2", rec=rec, folder=str(sweep_dir), done=len(done_ids), total=len(records),
                   failures={k: v for k, v in failures.items() if k not in done_ids}, table=_table(rows, columns, hps),
                   plots=[(p, picture(p.path, p.title)) for p in plots], runs=sections,
-                  more=len(chosen) - len(shown))
+                  more=len(chosen) - len(shown), range=range_text(limit))
     path = out_dir / "report.html"
     path.write_text(page, encoding="utf-8")
     return path

@@ -158,13 +158,17 @@ def run_pictures(vae: torch.nn.Module, dataset: FactorDataset, metrics: dict[str
     return RunPictures(folder, lat, recon, traversal_rows(frames), gif, steps, limit)
 
 
-def run_charts(ck: Checkpoint, metrics: dict[str, Any], pics: RunPictures) -> dict[str, Path | None]:
-    """The page's charts as PNGs in the pictures' folder: MIG per factor (against the untrained model), the MI
-    matrix, training curves and KL per latent; None for a chart its data does not exist for yet."""
+CHARTS = {"mig": "MIG per factor", "mi": "MI matrix", "curves": "training curves", "kl": "KL per latent"}
+
+
+def run_charts(run_dir: Path, metrics: dict[str, Any], pics: RunPictures) -> dict[str, Path | None]:
+    """The page's charts (keys of ``CHARTS``) as PNGs in the pictures' folder: MIG per factor (against the
+    untrained model), the MI matrix, training curves from ``run_dir``'s log, KL per latent; None for a chart
+    whose data does not exist yet."""
     from ..train.session import read_rows
 
     out = pics.folder
-    charts: dict[str, Path | None] = {"mig": None, "mi": None, "curves": None}
+    charts: dict[str, Path | None] = dict.fromkeys(CHARTS)
     mig = per_factor(metrics).get("mig")
     if mig:
         series = {k: [v.get(f, np.nan) for f in mig["trained"]] for k, v in mig.items()}
@@ -174,7 +178,7 @@ def run_charts(ck: Checkpoint, metrics: dict[str, Any], pics: RunPictures) -> di
     if mi is not None:
         charts["mi"] = mi_chart(mi, factor_names(metrics, mi.shape[1]), "MI between latents and factors",
                                 out / "mi_matrix.png")
-    charts["curves"] = curves_chart(read_rows(ck.path.parent / "csv" / "metrics.csv", sys.maxsize),
+    charts["curves"] = curves_chart(read_rows(run_dir / "csv" / "metrics.csv", sys.maxsize),
                                     out / "training_curves.png")
     by_index = sorted(pics.latents, key=lambda x: x.index)
     charts["kl"] = bar_chart([x.name for x in by_index], {"KL": [x.kl for x in by_index]}, "KL (nats)",
@@ -194,9 +198,8 @@ def write_report(checkpoint: str | Path, out: str | Path | None = None, dataset:
     ck, data, metrics = load_run(checkpoint, dataset, data_root)
     out_dir = Path(out) if out else ck.path.parent
     pics = run_pictures(ck.vae, data, metrics, out_dir, steps=steps, limit=limit, seed=seed)
-    charts = run_charts(ck, metrics, pics)
-    shown: dict[str, Picture | None] = {k: picture(p, alt) if p else None for (k, p), alt in zip(
-        charts.items(), ("MIG per factor", "MI matrix", "training curves", "KL per latent"))}
+    charts = run_charts(ck.path.parent, metrics, pics)
+    shown = {k: picture(p, CHARTS[k]) if p else None for k, p in charts.items()}
     cfg = ck.config
     page = render("run.html.j2", config=cfg, run=str(ck.path.parent), checkpoint=ck.path.name,
                   evaluated=bool(metrics.get("results")), metrics=metric_rows(metrics),
