@@ -12,19 +12,19 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from disentkit.cli import main
 from disentkit.data import get_dataset
 from disentkit.evaluate import evaluate_checkpoint
 from disentkit.sweep.html import embedded
+from disentkit.viz.images import sample_traversal
 from disentkit.viz.report import run_pictures
 
 SECTIONS = {"summary", "metrics", "mig-per-factor", "mi-matrix", "curves", "kl", "reconstructions", "traversals"}
 FAST = {"mig": {"num_train": 1000}, "sap": {"num_train": 1000, "num_test": 500}}
-# A 20-run sweep page stays under 10 MB: each run section's images under 10 MB / 20, with a 30% margin
-# for the table, the plots and the text.
-SECTION_BUDGET = 10_000_000 // 20 * 7 // 10
+# A 20-run sweep page stays under 10 MB: each run section's images under 10 MB / 20, with a 20% margin for
+# the table, the plots and the text (a 20-run shapes3d sweep: plots 0.47 MB, the whole page 6.4 MB).
+SECTION_BUDGET = 10_000_000 // 20 * 8 // 10
 
 
 def _rows(dom: str) -> list[tuple[int, str, str]]:
@@ -88,12 +88,13 @@ def test_unevaluated_run_still_gets_every_section(tiny_run, tmp_path, browser):
 
 class RenderingVAE(torch.nn.Module):
     """A stand-in VAE for the size bound: every latent moves a factor (latent k factor k mod F), decoded to the
-    dataset's own image, blurred like a VAE's decodings, with faint noise of its own in every image (a
-    decoder's speckle). Harder to compress than trained runs: on shapes3d its GIF is 0.21 MB of base64, a
-    300-step β-TCVAE's 0.21 MB; on dSprites 0.10 MB against 0.03 MB."""
+    dataset's own image, blurred like a VAE's decodings, with noise of its own in every image (a decoder's
+    speckle). Harder to compress than trained runs: on shapes3d its GIF is 0.33 MB of base64, those of a
+    20-run sweep of 300-step β-VAEs and β-TCVAEs 0.22-0.30 MB; on dSprites 0.18 MB against the 300-step
+    demo's 0.03 MB."""
 
     def __init__(self, dataset, latent_dim: int = 10, limit: float = 2.0, blur: float = 1.5,
-                 noise: float = 0.01) -> None:
+                 noise: float = 0.025) -> None:
         super().__init__()
         self.dataset, self.latent_dim, self.limit, self.noise = dataset, latent_dim, limit, noise
         r = int(3 * blur)
@@ -126,9 +127,5 @@ def test_a_run_section_fits_a_twentieth_of_ten_megabytes(name, tmp_path):
     recon, gif = embedded(pics, "run")
     assert recon.nbytes + gif.nbytes <= SECTION_BUDGET, (recon.nbytes, gif.nbytes)
     print(f"{name}: reconstructions {recon.nbytes} + traversal GIF {gif.nbytes} bytes of base64")
-    with Image.open(pics.gif) as im:                         # the stub really moved every latent's image
-        first = np.asarray(im.convert("RGB"))
-        im.seek(im.n_frames // 2)
-        last = np.asarray(im.convert("RGB"))
-    w = first.shape[1] // 10
-    assert all((first[:, k * w:(k + 1) * w] != last[:, k * w:(k + 1) * w]).any() for k in range(10))
+    frames = sample_traversal(RenderingVAE(data, noise=0.0), data)    # without noise every latent moves its image
+    assert all((frames[0, k] - frames[-1, k]).abs().max() > 0.1 for k in range(10))

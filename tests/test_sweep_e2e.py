@@ -196,7 +196,7 @@ def _window_mean(folder: Path, window: int = 5000) -> float:
 
 
 SWEEP_SECTIONS = {"summary", "results-table", "plots", "runs"}
-RUN_SECTION_BUDGET = 10_000_000 // 20 * 7 // 10     # as tests/test_report.py: a 20-run page under 10 MB
+RUN_SECTION_BUDGET = 10_000_000 // 20 * 8 // 10     # as tests/test_report.py: a 20-run page under 10 MB
 
 
 def test_html_report(sweep_dir, tmp_path, browser):
