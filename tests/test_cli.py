@@ -86,7 +86,7 @@ def test_train_evaluate_report_end_to_end(tiny_run, capsys):
     tr = Image.open(tiny_run / "traversals.png")
     assert tr.size[1] > 10 * 64                      # one row per latent
     gif = Image.open(tiny_run / "traversals.gif")
-    assert gif.n_frames == 18                        # 10 steps forward, 8 back
+    assert gif.n_frames == 12                        # 7 of the 10 steps forward, 5 back (GIF_STEPS)
     html = (tiny_run / "report.html").read_text()
     assert "data:image/gif;base64" in html and "mig" in html and "value from −2 to +2" in html
     elsewhere = tiny_run.parent / "report_elsewhere"

@@ -112,3 +112,13 @@ def test_evaluate_checkpoint_scores_a_user_vae_against_the_instance_as_passed(tm
                                        vae=TinyVAE())
     assert path == run / "metrics.json" and set(record["results"]) == set(record["untrained"]) == {"mig"}
     assert record["results"]["mig"]["mig"] != record["untrained"]["mig"]["mig"]
+
+
+def test_the_report_of_a_user_vae_run_draws_through_its_instance(tmp_path):
+    from disentkit.viz import write_report
+
+    run = fit(config(tmp_path / "mine", steps=2), vae=TinyVAE())
+    with pytest.raises(DisentkitError, match="user-supplied VAE"):
+        write_report(run, steps=3)
+    page = write_report(run, steps=3, vae=TinyVAE(seed=3))
+    assert page.is_file() and (run / "traversals.gif").is_file() and "custom:" in page.read_text()

@@ -23,11 +23,9 @@ PACKAGES = ("disentkit.data", "disentkit.metrics", "disentkit.models", "disentki
             "disentkit.viz")
 TOP_LEVEL = ("load", "Model")
 
-#: names whose examples come with the report rebuild (viz); remove once it is merged
-EXAMPLES_ON_MAIN = {"disentkit.viz.reconstructions", "disentkit.viz.traversals", "disentkit.viz.write_report"}
-
 #: the modules whose doctests run here; sweep.html and sweep.plots are left to their own tests
-DOCTEST_PACKAGES = ("disentkit.data", "disentkit.metrics", "disentkit.models", "disentkit.train", "disentkit.sweep")
+DOCTEST_PACKAGES = ("disentkit.data", "disentkit.metrics", "disentkit.models", "disentkit.train", "disentkit.sweep",
+                    "disentkit.viz")
 DOCTEST_SKIP = {"disentkit.sweep.html", "disentkit.sweep.plots"}
 DOCTEST_EXTRA = ("disentkit.registry", "disentkit.errors", "disentkit.api")
 #: modules that hold examples: a doctest run that finds none there means the examples went missing
@@ -39,6 +37,7 @@ WITH_EXAMPLES = {
     "disentkit.metrics.beta_vae_score", "disentkit.sweep", "disentkit.sweep.grid", "disentkit.sweep.validate",
     "disentkit.sweep.runner", "disentkit.models", "disentkit.models.base", "disentkit.models.custom",
     "disentkit.train.run", "disentkit.train.checkpoint", "disentkit.train.config", "disentkit.api",
+    "disentkit.viz.images", "disentkit.viz.report",
 }
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
@@ -54,8 +53,7 @@ def _public_names() -> list[str]:
 
 
 def _case(qualname: str):
-    marks = [pytest.mark.xfail(strict=False, reason="examples added on main")] if qualname in EXAMPLES_ON_MAIN else []
-    return pytest.param(qualname, marks=marks, id=qualname)
+    return pytest.param(qualname, id=qualname)
 
 
 def _module_docstrings(pkg: str) -> list[str]:

@@ -1,4 +1,5 @@
-"""The built wheel works outside the clone: `pip wheel .`, a fresh venv, `disentkit train --config demo`.
+"""The built wheel works outside the clone: `pip wheel .`, a fresh venv, `disentkit train --config demo`, and
+`disentkit report` (its templates are package data).
 
 The fresh venv gets disentkit from the wheel only; its dependencies (torch, Lightning, …) are borrowed from
 the test's own environment through a ``.pth`` path entry, so nothing is downloaded.
@@ -43,6 +44,10 @@ def test_wheel_trains_the_shipped_demo_config_outside_the_clone(tmp_path):
                          capture_output=True, text=True, cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     assert (tmp_path / "runs" / "w" / "model.safetensors").is_file() and "beta_tcvae" in out.stdout
+    out = subprocess.run([str(venv / "bin" / "disentkit"), "report", "--checkpoint", "runs/w", "--steps", "3"],
+                         capture_output=True, text=True, cwd=tmp_path, env=env)   # the page's templates shipped
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert 'id="traversals"' in (tmp_path / "runs" / "w" / "report.html").read_text()
 
 
 @pytest.mark.slow

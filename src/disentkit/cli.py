@@ -186,7 +186,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     require_finished(folder, args.allow_partial, what="report")
     path = write_report(args.checkpoint, args.out, args.dataset, steps=args.steps, limit=args.limit, seed=args.seed,
                         data_root=args.data_root)
-    print(f"wrote {path} (reconstructions.png, traversals.png, traversals.gif beside it)")
+    print(f"wrote {path} (one self-contained page; its images and charts, PNG and GIF, beside it)")
     return 0
 
 
@@ -327,7 +327,9 @@ def build_parser(command: str | None = "train") -> argparse.ArgumentParser:
                         "(the defaults are disentanglement_lib's; see docs/metrics.md)")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("report", help="reconstructions, latent traversals (PNG and GIF) and an HTML page",
+    p = sub.add_parser("report", help="one self-contained HTML page: metrics against the untrained model, MIG "
+                                      "per factor, MI matrix, training curves, KL per latent, reconstructions, "
+                                      "labelled latent traversals (PNG and GIF)",
                        formatter_class=HelpFormatter)
     p.add_argument("--checkpoint", help="a run folder or a .safetensors checkpoint (or a sweep folder)")
     p.add_argument("--sweep", help="a sweep folder: write its HTML report (table, plots, every run's pictures)")

@@ -12,14 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .aggregate import RunRecord, Row, read_log  # noqa: E402
-from .grid import _short  # noqa: E402
+from ..viz.charts import GRID_ALPHA, draw_mi
+from ..viz.charts import save as _save
+from .aggregate import RunRecord, Row, read_log
+from .grid import _short
 
 MAX_PER_FIGURE = 12
 
@@ -44,13 +43,6 @@ def _varying(rows: list[Row]) -> list[str]:
         for k, v in r.spec.hparams.items():
             keys.setdefault(k, set()).add(repr(v))
     return [k for k, vs in keys.items() if len(vs) > 1]
-
-
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
 
 
 def headline_metrics(rows: list[Row], columns: list[str]) -> list[str]:
@@ -80,7 +72,7 @@ def boxplots(rows: list[Row], metric: str, path: Path) -> Path | None:
                       fontsize=8)
         ax.set_title(d, fontsize=10)
         ax.set_ylabel(metric)
-        ax.grid(axis="y", alpha=0.3)
+        ax.grid(axis="y", alpha=GRID_ALPHA)
     return _save(fig, path)
 
 
@@ -136,7 +128,7 @@ def tradeoff(rows: list[Row], key: str, title: str, path: Path) -> Path | None:
             ax.set_xscale("log", base=2)
         ax.set_xlabel(key)
         ax.set_ylabel(q)
-        ax.grid(alpha=0.3)
+        ax.grid(alpha=GRID_ALPHA)
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
@@ -159,13 +151,8 @@ def mi_heatmaps(rows: list[Row], path: Path) -> Path | None:
     for ax in axes.flat:
         ax.axis("off")
     for ax, (title, rec) in zip(axes.flat, items):
-        mi = np.asarray(rec.metrics["mig"]["mi_matrix"])
         ax.axis("on")
-        im = ax.imshow(mi, cmap="magma", aspect="auto", vmin=0)
-        ax.set_xticks(range(mi.shape[1]), rec.factor_names or range(mi.shape[1]), rotation=45, ha="right", fontsize=7)
-        ax.set_yticks(range(mi.shape[0]), [f"z{i}" for i in range(mi.shape[0])], fontsize=7)
-        ax.set_title(title, fontsize=8)
-        fig.colorbar(im, ax=ax, fraction=0.046)
+        draw_mi(fig, ax, np.asarray(rec.metrics["mig"]["mi_matrix"]), rec.factor_names, title)
     return _save(fig, path)
 
 
@@ -199,7 +186,7 @@ def training_curves(rows: list[Row], title: str, path: Path) -> Path | None:
     for ax, q in zip(axes, ("reconstruction", "kl")):
         ax.set_xlabel("step")
         ax.set_ylabel(f"train {q}")
-        ax.grid(alpha=0.3)
+        ax.grid(alpha=GRID_ALPHA)
     axes[1].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
