@@ -197,9 +197,13 @@ def load_real(name: str, data_root: str | Path | None = None, device=None, conve
         try:
             convert_files(source, have, data_root, convert=convert, progress=progress)
         except ConversionError as e:
+            from .pins import read_pins
+
             flag = f" --data-root {data_root}" if data_root else ""
-            raise DisentkitError(f"{e}; nothing was cached. Delete {', '.join(str(p) for p in have.values())} and get "
-                                 f"the published file(s) again: `disentkit datasets download {name}{flag}` or "
+            pinned = set(read_pins(raw_dir(name, data_root))) & set(have)
+            forget = f" (and clear its pin: `disentkit datasets forget {name}{flag}`)" if pinned else ""
+            raise DisentkitError(f"{e}; nothing was cached. Delete {', '.join(str(p) for p in have.values())}{forget} "
+                                 f"and get the published file(s) again: `disentkit datasets download {name}{flag}` or "
                                  f"`disentkit datasets import {name} --from-file PATH{flag}`") from e
     return load_cache(cdir, device)
 

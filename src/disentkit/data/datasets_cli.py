@@ -140,6 +140,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"BAD cache {cdir}: {e} (delete the folder to convert again)")
     else:
         print(f"not converted yet: {cdir} (converted on first use)")
+        for fname in sorted(set(pins) & set(shas)):
+            print(f"note: {fname} is pinned but has not converted (pins written before conversion by older disentkit "
+                  f"may be of a broken file): convert it with `disentkit datasets download {src.name}{_flag(root)}`, "
+                  f"or clear the pin with `disentkit datasets forget {src.name}{_flag(root)}`")
     if problems:
         raise DisentkitError(f"{len(problems)} problem(s) with {src.name}: " + " | ".join(problems))
     return 0
