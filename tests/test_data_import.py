@@ -7,6 +7,7 @@ written here, with the datasets' grids shrunk so conversion takes a moment.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import hashlib
 import json
@@ -111,7 +112,7 @@ def test_bad_import_keeps_nothing_then_the_real_file_imports(tmp_path, capsys, s
                        "--no-progress")
     assert rc == 0, err
     n = 6 if name == "chairs" else 24
-    assert f"converted and pinned" in out and f"ready: {name}, {n} images" in out
+    assert "converted and pinned" in out and f"ready: {name}, {n} images" in out
     pins = json.loads((raw_dir(name, root) / "checksums.json").read_text())
     assert pins == {good.name: hashlib.sha256(good.read_bytes()).hexdigest()}
     rc, out, err = run(capsys, "datasets", "verify", name, "--data-root", str(root))
@@ -161,7 +162,8 @@ def test_a_pin_left_by_an_old_import_is_cleared_by_forget(tmp_path, capsys, smal
                        "--no-progress")
     assert rc == 0 and "ready: chairs, 6 images" in out, err
     assert (raw / bad.name).read_bytes() == good.read_bytes()
-    assert json.loads((raw / "checksums.json").read_text()) == {good.name: hashlib.sha256(good.read_bytes()).hexdigest()}
+    good_sha = hashlib.sha256(good.read_bytes()).hexdigest()
+    assert json.loads((raw / "checksums.json").read_text()) == {good.name: good_sha}
     rc, out, _ = run(capsys, "datasets", "import", "chairs", "--from-file", str(good), "--data-root", str(root))
     assert rc == 0 and "already converted from this file" in out
     assert main(["datasets", "forget", "shapes3d", "--data-root", str(root)]) == 0
@@ -270,3 +272,17 @@ def test_forget_is_in_the_help(capsys):
         main(["datasets", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "forget NAME: clear the sha256 pinned" in out and "pinned by its sha256 once it has converted" in out
+
+
+def test_a_full_disk_is_not_blamed_on_the_file(tmp_path, capsys, small, monkeypatch):
+    """No space left while converting: the downloaded file is kept (unpinned), nothing is cached."""
+    def full(files, out, src):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setitem(CONVERTERS, "chairs", full)
+    raw = raw_dir("chairs", tmp_path)
+    good = good_file("chairs", raw)
+    rc, _, err = run(capsys, "datasets", "download", "chairs", "--data-root", str(tmp_path), "--no-progress")
+    assert_one_line_error(rc, err, "no space left to convert chairs", "another --data-root")
+    assert good.is_file() and not (raw / "checksums.json").exists()
+    assert sorted(p.name for p in (tmp_path / "chairs").iterdir()) == ["raw"]

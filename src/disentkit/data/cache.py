@@ -149,6 +149,11 @@ def present_files(source: DatasetSource, root: str | Path | None = None) -> dict
             if (folder / f.filename).is_file()}
 
 
+def complete(source: DatasetSource, have) -> bool:
+    """True when the file names in ``have`` are enough to convert ``source`` (all its files, or one alternative)."""
+    return all(f.filename in have for f in source.files) or any(f.filename in have for f in source.alternatives)
+
+
 def is_converted(name: str, root: str | Path | None = None) -> bool:
     return (cache_dir(name, root) / "meta.json").is_file()
 
@@ -158,7 +163,7 @@ def status(source: DatasetSource, root: str | Path | None = None) -> str:
     if is_converted(source.name, root):
         return "converted"
     have = present_files(source, root)
-    if all(f.filename in have for f in source.files) or any(f.filename in have for f in source.alternatives):
+    if complete(source, have):
         return "downloaded"
     return "missing"
 
@@ -192,7 +197,7 @@ def load_real(name: str, data_root: str | Path | None = None, device=None, conve
     cdir = cache_dir(name, data_root)
     if not (cdir / "meta.json").is_file():
         have = present_files(source, data_root)
-        if not (all(f.filename in have for f in source.files) or any(f.filename in have for f in source.alternatives)):
+        if not complete(source, have):
             raise DisentkitError(how_to_get(source, data_root))
         try:
             convert_files(source, have, data_root, convert=convert, progress=progress)

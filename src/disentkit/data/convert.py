@@ -8,6 +8,7 @@ cache, no partial folder and no pin behind, and raises :class:`ConversionError`.
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import sys
@@ -33,7 +34,8 @@ class ConversionError(DisentkitError):
         super().__init__(f"{', '.join(str(p) for p in files.values())} did not convert into {dataset}: {reason}")
 
 
-FORMAT_ERRORS = ((zipfile.BadZipFile, "not a complete zip (.npz) archive"), (tarfile.TarError, "not a complete tar archive"),
+FORMAT_ERRORS = ((zipfile.BadZipFile, "not a complete zip (.npz) archive"),
+                 (tarfile.TarError, "not a complete tar archive"),
                  (EOFError, "the data ends early"), (zlib.error, "corrupt compressed data"))
 
 
@@ -56,7 +58,8 @@ def convert_files(source: DatasetSource, files: dict[str, Path], root: str | Pat
     :func:`~disentkit.data.download.verify_file`.
     """
     raw = raw_dir(source.name, root)
-    shas = {f: verify_file(p, source.file_named(f), raw, source.name) for f, p in files.items()}  # type: ignore[arg-type]
+    shas = {f: verify_file(p, source.file_named(f), raw, source.name)  # type: ignore[arg-type]
+            for f, p in files.items()}
     cdir = cache_dir(source.name, root)
     stage = cdir.with_name(cdir.name + ".new")
     convert = convert or CONVERTERS[source.name]
@@ -74,7 +77,11 @@ def convert_files(source: DatasetSource, files: dict[str, Path], root: str | Pat
         (stage / "meta.json").write_text(json.dumps(meta, indent=1))
     except BaseException as e:
         clear_partial(stage)
-        if isinstance(e, Exception):       # user-supplied bytes: any failure means "did not convert"
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):   # not the files' fault: keep them
+            raise DisentkitError(f"no space left to convert {source.name} into {cdir} (about "
+                                 f"{source.cache_bytes / 1e9:.1f} GB needed): free some or choose another "
+                                 f"--data-root; nothing was cached or pinned") from e
+        if isinstance(e, Exception):       # user-supplied bytes: any other failure means "did not convert"
             raise ConversionError(source.name, files, one_line(e)) from e
         raise
     pins = read_pins(raw)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import DisentkitError
 from . import DATASETS, get_dataset
-from .cache import cache_dir, data_root, how_to_get, load_real, present_files, raw_dir, status
+from .cache import cache_dir, complete, data_root, how_to_get, load_real, present_files, raw_dir, status
 from .cache_check import check_cache
 from .convert import ConversionError, convert_files
 from .download import download_file, hash_file, import_file, match_remote, verify_file
@@ -93,8 +93,8 @@ def cmd_download(args: argparse.Namespace) -> int:
             unpin(folder, unproven)
             gone = f"deleted {', '.join(map(str, unproven.values()))} (no published checksum); " if unproven else ""
             raise DisentkitError(
-                f"{', '.join(map(str, have.values()))} did not convert into {src.name}: {e.reason}; {gone}nothing was "
-                f"cached or pinned. Run `disentkit datasets download {src.name}{_flag(root)}` again, or download "
+                f"{', '.join(map(str, have.values()))} did not convert into {src.name}: {e.reason}; {gone}"
+                f"nothing was cached or pinned. Run `disentkit datasets download {src.name}{_flag(root)}` again, or download "
                 f"{src.files[0].urls[0]} yourself and run `disentkit datasets import {src.name} --from-file PATH"
                 f"{_flag(root)}`") from None
     return _ready(src, root)
@@ -171,7 +171,7 @@ def _place(src, remote, staged: Path, args: argparse.Namespace) -> int:
     root, folder = args.data_root, raw_dir(src.name, args.data_root)
     final = folder / remote.filename
     have = {**present_files(src, root), remote.filename: staged}
-    if not (all(f.filename in have for f in src.files) or any(f.filename in have for f in src.alternatives)):
+    if not complete(src, have):
         _move(staged, final)
         print(f"ok {final} ({_checked(remote)})")
         missing = [f.filename for f in src.files if f.filename not in have]
