@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from disentkit.data.download import download_file, import_file, safe_extract, verify_file
+from disentkit.data.pins import pin
 from disentkit.data.registry import RemoteFile
 from disentkit.errors import DisentkitError
 
@@ -145,16 +146,17 @@ def test_all_mirrors_failing_says_how_to_import(server, tmp_path):
         download_file(remote(f"{server}/missing/a"), tmp_path, progress=False, dataset="mydata")
 
 
-def test_import_verifies_and_pins_files_without_checksum(tmp_path):
+def test_import_verifies_without_pinning_and_the_pin_is_checked(tmp_path):
     src = tmp_path / "download.bin"
     src.write_bytes(PAYLOAD)
     folder = tmp_path / "raw"
     r = remote(checksums=(), size=None)
     path = import_file(r, src, folder)
-    assert path.read_bytes() == PAYLOAD and SHA in (folder / "checksums.json").read_text()
+    assert path.read_bytes() == PAYLOAD and not (folder / "checksums.json").exists()   # pinned once it converts
+    pin(folder, "data.bin", SHA)
     path.write_bytes(PAYLOAD[:-1] + b"X")            # later corruption is caught against the pin
-    with pytest.raises(DisentkitError, match="pinned at first import"):
-        verify_file(path, r, folder)
+    with pytest.raises(DisentkitError, match="pinned when the dataset converted.*datasets forget mydata"):
+        verify_file(path, r, folder, dataset="mydata")
     src.write_bytes(PAYLOAD[:100])
     with pytest.raises(DisentkitError, match="wrong size"):
         import_file(remote(), src, tmp_path / "raw2")

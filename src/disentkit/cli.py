@@ -347,13 +347,18 @@ def build_parser(command: str | None = "train") -> argparse.ArgumentParser:
 
     _add_sweep_parsers(sub)
 
-    p = sub.add_parser("datasets", help="list, inspect, download, verify or import datasets",
+    p = sub.add_parser("datasets", help="list, inspect, download, verify, import or forget datasets",
                        description="Datasets live under --data-root, else $DISENTKIT_DATA, else a per-user cache "
-                                   "folder. Each real dataset is converted once into memory-mappable uint8 arrays.")
-    p.add_argument("action", choices=["list", "info", "download", "verify", "import"],
+                                   "folder. Each real dataset is converted once into memory-mappable uint8 arrays. "
+                                   "A file without a published checksum is pinned by its sha256 once it has "
+                                   "converted; a file that does not convert is not kept.")
+    p.add_argument("action", choices=["list", "info", "download", "verify", "import", "forget"],
                    help="list: every dataset; info NAME: files, sources, factors; download NAME: fetch, verify and "
-                        "convert; verify NAME: re-check files and cache; import NAME --from-file PATH: add a file "
-                        "you downloaded yourself")
+                        "convert; verify NAME: re-check the files and the converted cache (readable, complete, the "
+                        "factor grid the loader expects, unchanged since conversion); import NAME --from-file PATH: "
+                        "add a file you downloaded yourself (converted before anything is kept or pinned); "
+                        "forget NAME: clear the sha256 pinned for NAME's files (then a different file may be "
+                        "imported; the cache and raw files stay)")
     p.add_argument("name", nargs="?", help="dataset name")
     p.add_argument("--data-root", help="folder holding datasets (default: $DISENTKIT_DATA, else the user cache)")
     p.add_argument("--from-file", help="with import: the downloaded file to verify and add")

@@ -149,6 +149,11 @@ def present_files(source: DatasetSource, root: str | Path | None = None) -> dict
             if (folder / f.filename).is_file()}
 
 
+def complete(source: DatasetSource, have) -> bool:
+    """True when the file names in ``have`` are enough to convert ``source`` (all its files, or one alternative)."""
+    return all(f.filename in have for f in source.files) or any(f.filename in have for f in source.alternatives)
+
+
 def is_converted(name: str, root: str | Path | None = None) -> bool:
     return (cache_dir(name, root) / "meta.json").is_file()
 
@@ -158,7 +163,7 @@ def status(source: DatasetSource, root: str | Path | None = None) -> str:
     if is_converted(source.name, root):
         return "converted"
     have = present_files(source, root)
-    if all(f.filename in have for f in source.files) or any(f.filename in have for f in source.alternatives):
+    if complete(source, have):
         return "downloaded"
     return "missing"
 
@@ -180,33 +185,31 @@ Converter = Callable[[dict[str, Path], Path, "DatasetSource"], Path]
 
 
 def load_real(name: str, data_root: str | Path | None = None, device=None, convert: Converter | None = None,
-              verify: bool = True, progress: bool = True) -> ArrayFactorDataset:
+              progress: bool = True) -> ArrayFactorDataset:
     """A real dataset from its cache, converting its verified raw files first if needed.
 
-    Missing files raise a :class:`DisentkitError` that says exactly how to get them.
+    Missing files raise a :class:`DisentkitError` that says exactly how to get them; files that do
+    not convert raise one that names them (nothing is cached or pinned, see :mod:`.convert`).
     """
-    from .download import verify_file
+    from .convert import ConversionError, convert_files
 
     source = SOURCES[name]
     cdir = cache_dir(name, data_root)
     if not (cdir / "meta.json").is_file():
         have = present_files(source, data_root)
-        if not (all(f.filename in have for f in source.files) or any(f.filename in have for f in source.alternatives)):
+        if not complete(source, have):
             raise DisentkitError(how_to_get(source, data_root))
-        checked = {}
-        for fname, path in have.items():
-            remote = source.file_named(fname)
-            checked[fname] = verify_file(path, remote, path.parent) if verify else None  # type: ignore[arg-type]
-        convert = convert or CONVERTERS[name]
-        t0 = time.time()
-        if progress:
-            print(f"converting {name} into {cdir} (once) ...", file=sys.stderr)
-        convert(have, cdir, source)
-        meta_path = cdir / "meta.json"
-        meta = json.loads(meta_path.read_text())
-        meta["sources"] = {k: {"sha256": v} for k, v in checked.items()}
-        meta["conversion_seconds"] = round(time.time() - t0, 2)
-        meta_path.write_text(json.dumps(meta, indent=1))
+        try:
+            convert_files(source, have, data_root, convert=convert, progress=progress)
+        except ConversionError as e:
+            from .pins import read_pins
+
+            flag = f" --data-root {data_root}" if data_root else ""
+            pinned = set(read_pins(raw_dir(name, data_root))) & set(have)
+            forget = f" (and clear its pin: `disentkit datasets forget {name}{flag}`)" if pinned else ""
+            raise DisentkitError(f"{e}; nothing was cached. Delete {', '.join(str(p) for p in have.values())}{forget} "
+                                 f"and get the published file(s) again: `disentkit datasets download {name}{flag}` or "
+                                 f"`disentkit datasets import {name} --from-file PATH{flag}`") from e
     return load_cache(cdir, device)
 
 

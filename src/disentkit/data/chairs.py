@@ -1,7 +1,7 @@
 """3D Chairs (Aubry et al. 2014) from ``rendered_chairs.tar``: images without factors.
 
 1,393 chairs × 62 views = 86,366 PNGs (600×600) under ``rendered_chairs/<id>/renders/``, resized to
-64×64 RGB (Lanczos). The archive has no published checksum: its sha256 is pinned at first import.
+64×64 RGB (Lanczos). The archive has no published checksum: its sha256 is pinned once it has converted.
 Members are checked before anything is read (no path may escape the target folder).
 """
 

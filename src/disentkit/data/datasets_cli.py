@@ -1,15 +1,20 @@
-"""The ``disentkit datasets`` subcommands: list, info, download, verify, import."""
+"""The ``disentkit datasets`` subcommands: list, info, download, verify, import, forget."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
+from pathlib import Path
 
 from ..errors import DisentkitError
 from . import DATASETS, get_dataset
-from .cache import cache_dir, data_root, load_cache, load_real, present_files, raw_dir, status
-from .download import download_file, import_file, match_remote, verify_file
+from .cache import cache_dir, complete, data_root, how_to_get, load_real, present_files, raw_dir, status
+from .cache_check import check_cache
+from .convert import ConversionError, convert_files
+from .download import download_file, hash_file, import_file, match_remote, verify_file
+from .pins import PINS, pin, read_pins, unpin
 from .registry import SOURCES
 
 
@@ -76,13 +81,36 @@ def cmd_download(args: argparse.Namespace) -> int:
     for f in src.files:
         t0 = time.time()
         path = download_file(f, folder, progress=args.progress, dataset=args.name)
-        print(f"ok {path} ({path.stat().st_size:,} bytes, verified, {time.time() - t0:.0f}s)")
-    return _convert(src, root, args.progress)
+        print(f"ok {path} ({path.stat().st_size:,} bytes, {_checked(f)}, {time.time() - t0:.0f}s)")
+    if status(src, root) != "converted":
+        have = present_files(src, root)
+        try:
+            convert_files(src, have, root, progress=args.progress)
+        except ConversionError as e:
+            unproven = {n: p for n, p in have.items() if not src.file_named(n).checksums}  # type: ignore[union-attr]
+            for p in unproven.values():
+                p.unlink(missing_ok=True)
+            unpin(folder, unproven)
+            gone = f"deleted {', '.join(map(str, unproven.values()))} (no published checksum); " if unproven else ""
+            raise DisentkitError(
+                f"{', '.join(map(str, have.values()))} did not convert into {src.name}: {e.reason}; {gone}"
+                f"nothing was cached or pinned. Run `disentkit datasets download {src.name}{_flag(root)}` again, or download "
+                f"{src.files[0].urls[0]} yourself and run `disentkit datasets import {src.name} --from-file PATH"
+                f"{_flag(root)}`") from None
+    return _ready(src, root)
 
 
-def _convert(src, root, progress: bool) -> int:
+def _flag(root) -> str:
+    return f" --data-root {root}" if root else ""
+
+
+def _checked(f) -> str:
+    return "verified" if f.checksums else "no published checksum: pinned once it converts"
+
+
+def _ready(src, root) -> int:
     t0 = time.time()
-    ds = load_real(src.name, root, progress=progress)
+    ds = load_real(src.name, root)
     print(f"ready: {src.name}, {ds.num_images:,} images {tuple(ds.observation_shape)} in {cache_dir(src.name, root)} "
           f"({time.time() - t0:.1f}s)")
     return 0
@@ -92,29 +120,30 @@ def cmd_verify(args: argparse.Namespace) -> int:
     src, root = _source(args.name), args.data_root
     have = present_files(src, root)
     if not have and status(src, root) == "missing":
-        from .cache import how_to_get
         raise DisentkitError(how_to_get(src, root))
-    problems = []
+    problems, shas = [], {}
+    pins = read_pins(raw_dir(src.name, root))
     for fname, path in have.items():
         try:
-            sha = verify_file(path, src.file_named(fname), path.parent)  # type: ignore[arg-type]
-            print(f"ok {fname} sha256:{sha}")
+            shas[fname] = verify_file(path, src.file_named(fname), path.parent, src.name)  # type: ignore[arg-type]
+            how = "" if src.file_named(fname).checksums else " (pinned)" if fname in pins else " (not pinned)"
+            print(f"ok {fname} sha256:{shas[fname]}{how}")
         except DisentkitError as e:
             problems.append(str(e))
             print(f"BAD {e}")
     cdir = cache_dir(src.name, root)
     if (cdir / "meta.json").is_file():
         try:
-            ds = load_cache(cdir)
-            if ds.num_images != src.num_images and not src.name.startswith("mpi3d"):
-                raise DisentkitError(f"cache holds {ds.num_images:,} images, expected {src.num_images:,}")
-            print(f"ok cache {cdir}: {ds.num_images:,} images {tuple(ds.observation_shape)}, "
-                  f"factors {dict(zip(ds.factor_names, ds.factor_sizes)) if src.has_factors else 'none'}")
-        except (DisentkitError, OSError, ValueError, KeyError) as e:
-            problems.append(f"cache {cdir}: {e}")
+            print(f"ok cache {cdir}: {check_cache(src, cdir, shas, deep=True)}")
+        except DisentkitError as e:
+            problems.append(f"cache {cdir}: {e}; delete that folder to convert again")
             print(f"BAD cache {cdir}: {e} (delete the folder to convert again)")
     else:
         print(f"not converted yet: {cdir} (converted on first use)")
+        for fname in sorted(set(pins) & set(shas)):
+            print(f"note: {fname} is pinned but has not converted (pins written before conversion by older disentkit "
+                  f"may be of a broken file): convert it with `disentkit datasets download {src.name}{_flag(root)}`, "
+                  f"or clear the pin with `disentkit datasets forget {src.name}{_flag(root)}`")
     if problems:
         raise DisentkitError(f"{len(problems)} problem(s) with {src.name}: " + " | ".join(problems))
     return 0
@@ -125,17 +154,79 @@ def cmd_import(args: argparse.Namespace) -> int:
     if not args.from_file:
         raise DisentkitError("`disentkit datasets import NAME` needs --from-file PATH")
     remote = match_remote(src, args.from_file)
-    path = import_file(remote, args.from_file, raw_dir(src.name, root))
-    print(f"ok {path} (verified)")
-    if status(src, root) == "downloaded":
-        return _convert(src, root, args.progress)
-    missing = [f.filename for f in src.files if f.filename not in present_files(src, root)]
-    print(f"still needed for {src.name}: {', '.join(missing)}")
+    folder = raw_dir(src.name, root)
+    stage = folder.with_name("import.tmp")
+    shutil.rmtree(stage, ignore_errors=True)
+    try:
+        staged = import_file(remote, args.from_file, stage, folder, src.name)
+        return _place(src, remote, staged, args)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        if stage.parent.is_dir() and not any(stage.parent.iterdir()):
+            stage.parent.rmdir()       # a failed first import leaves no empty dataset folder
+
+
+def _place(src, remote, staged: Path, args: argparse.Namespace) -> int:
+    """Convert with the staged import (or keep it when other files are still missing), then move it in place."""
+    root, folder = args.data_root, raw_dir(src.name, args.data_root)
+    final = folder / remote.filename
+    have = {**present_files(src, root), remote.filename: staged}
+    if not complete(src, have):
+        _move(staged, final)
+        print(f"ok {final} ({_checked(remote)})")
+        missing = [f.filename for f in src.files if f.filename not in have]
+        print(f"still needed for {src.name}: {', '.join(missing)}")
+        return 0
+    if status(src, root) == "converted" and (sha := _converted_from(src, root, remote.filename, staged)):
+        _move(staged, final)
+        if not remote.checksums:
+            pin(folder, remote.filename, sha)
+        print(f"ok {final} (already converted from this file)")
+        return _ready(src, root)
+    try:
+        convert_files(src, have, root, progress=args.progress)
+    except ConversionError as e:
+        raise DisentkitError(
+            f"{args.from_file} did not convert into {src.name}: {e.reason}; nothing was kept, cached or pinned. "
+            f"Check that it is the complete published file ({remote.filename} from {remote.urls[0]}), then run "
+            f"`disentkit datasets import {src.name} --from-file PATH{_flag(root)}` again") from None
+    _move(staged, final)
+    print(f"ok {final} (verified{'' if remote.checksums else ', converted and pinned'})")
+    return _ready(src, root)
+
+
+def _move(staged: Path, final: Path) -> None:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staged.replace(final)
+
+
+def _converted_from(src, root, filename: str, path: Path) -> str | None:
+    """``path``'s sha256 when the cache in place was converted from a file with that checksum, else None."""
+    meta = json.loads((cache_dir(src.name, root) / "meta.json").read_text())
+    recorded = meta.get("sources", {}).get(filename, {}).get("sha256")
+    return recorded if recorded is not None and recorded == hash_file(path)["sha256"] else None
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    src, root = _source(args.name), args.data_root
+    folder = raw_dir(src.name, root)
+    removed = unpin(folder, [f.filename for f in src.files + src.alternatives])
+    if not removed:
+        why = " (its files have published checksums)" if all(f.checksums for f in src.files) else ""
+        print(f"nothing to forget: no checksum of {src.name} is pinned in {folder / PINS}{why}")
+        return 0
+    for fname, sha in removed.items():
+        print(f"forgot {fname} sha256:{sha} (was pinned in {folder / PINS})")
+    left = present_files(src, root)
+    if left and status(src, root) != "converted":
+        print(f"{', '.join(map(str, left.values()))} still there, not converted: `disentkit datasets import "
+              f"{src.name} --from-file PATH{_flag(root)}` replaces it")
+    print(f"the next import or download of {src.name} is pinned once it converts")
     return 0
 
 
 ACTIONS = {"list": cmd_list, "info": cmd_info, "download": cmd_download, "verify": cmd_verify,
-           "import": cmd_import}
+           "import": cmd_import, "forget": cmd_forget}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,25 +2,25 @@
 
 A file reaches its final name only after its size and checksum match the registry; a wrong file (a
 truncated transfer, an HTML error or quota page, other bytes) is deleted and reported with the
-expected and actual values. Files without a published checksum are pinned at first import: their
-sha256 is written to ``checksums.json`` beside them and checked on every later verification.
+expected and actual values. Files without a published checksum are pinned once they have converted
+(:mod:`disentkit.data.convert`): their sha256 is written to ``checksums.json`` beside them and checked
+on every later verification.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import tarfile
 from pathlib import Path
 from typing import Iterable
 
 from ..errors import DisentkitError
+from .pins import PINS, read_pins
 from .registry import DatasetSource, RemoteFile
 
 CHUNK = 1 << 20
 HTML_MARKERS = (b"<!doctype html", b"<html", b"<head", b"<?xml")
-PINS = "checksums.json"
 
 
 # ------------------------------------------------------------------------------------ checksums
@@ -39,17 +39,6 @@ def looks_like_html(path: str | Path) -> bool:
     with open(path, "rb") as f:
         head = f.read(512).lstrip().lower()
     return any(head.startswith(m) for m in HTML_MARKERS) or b"<html" in head
-
-
-def _pins(folder: Path) -> dict[str, str]:
-    p = folder / PINS
-    return json.loads(p.read_text()) if p.is_file() else {}
-
-
-def _pin(folder: Path, filename: str, sha256: str) -> None:
-    pins = _pins(folder)
-    pins[filename] = sha256
-    (folder / PINS).write_text(json.dumps(pins, indent=1, sort_keys=True))
 
 
 def verify_file(path: str | Path, remote: RemoteFile, pins_folder: str | Path | None = None,
@@ -78,24 +67,28 @@ def verify_file(path: str | Path, remote: RemoteFile, pins_folder: str | Path | 
             raise DisentkitError(f"{what} has the wrong checksum: expected {' or '.join(remote.checksums)}, "
                                  f"got {got}")
     elif pins_folder is not None:
-        pinned = _pins(Path(pins_folder)).get(remote.filename)
+        pinned = read_pins(pins_folder).get(remote.filename)
         if pinned and pinned != digests["sha256"]:
-            raise DisentkitError(f"{what} has the wrong checksum: expected sha256:{pinned} (pinned at first "
-                                 f"import in {Path(pins_folder) / PINS}), got sha256:{digests['sha256']}")
+            raise DisentkitError(f"{what} has the wrong checksum: expected sha256:{pinned} (pinned when the "
+                                 f"dataset converted, in {Path(pins_folder) / PINS}), got sha256:{digests['sha256']}; "
+                                 f"if this file is the right one, run `disentkit datasets forget {dataset}` "
+                                 f"and import it again")
     return digests["sha256"]
 
 
-def accept_file(path: Path, remote: RemoteFile, folder: Path, dataset: str = "NAME") -> Path:
-    """Verify a complete ``*.part`` (or any) file and move it to ``folder/remote.filename``."""
+def accept_file(path: Path, remote: RemoteFile, folder: Path, dataset: str = "NAME",
+                pins_folder: Path | None = None) -> Path:
+    """Verify a complete ``*.part`` (or any) file and move it to ``folder/remote.filename``.
+
+    Nothing is pinned here: a file without a published checksum is pinned once it has converted.
+    """
     try:
-        sha = verify_file(path, remote, folder, dataset)
+        verify_file(path, remote, folder if pins_folder is None else pins_folder, dataset)
     except DisentkitError:
         path.unlink(missing_ok=True)   # never cache a bad file
         raise
     final = folder / remote.filename
     path.replace(final)
-    if not remote.checksums:
-        _pin(folder, remote.filename, sha)
     return final
 
 
@@ -113,7 +106,7 @@ def download_file(remote: RemoteFile, folder: str | Path, progress: bool = True,
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / remote.filename
     if final.is_file():
-        verify_file(final, remote, folder)
+        verify_file(final, remote, folder, dataset)
         return final
     part = folder / (remote.filename + ".part")
     session = session or requests.Session()
@@ -184,16 +177,21 @@ def _fetch(session, url: str, part: Path, remote: RemoteFile, progress: bool, ti
                 f"connection closed after {got:,} of {start + int(length):,} bytes")
 
 
-def import_file(remote: RemoteFile, src: str | Path, folder: str | Path) -> Path:
-    """Copy a user-supplied file into ``folder`` after verifying it (``*.part`` then rename)."""
+def import_file(remote: RemoteFile, src: str | Path, folder: str | Path, pins_folder: str | Path | None = None,
+                dataset: str = "NAME") -> Path:
+    """Copy a user-supplied file into ``folder`` after verifying it (``*.part`` then rename).
+
+    ``pins_folder`` (default ``folder``) holds the pins it is checked against; nothing is pinned here.
+    """
     src, folder = Path(src), Path(folder)
+    pins = folder if pins_folder is None else Path(pins_folder)
     if not src.is_file():
         raise DisentkitError(f"--from-file {src}: no such file")
-    verify_file(src, remote, None if remote.checksums else folder)   # refuse before copying gigabytes
+    verify_file(src, remote, pins, dataset)   # refuse before copying gigabytes
     folder.mkdir(parents=True, exist_ok=True)
     part = folder / (remote.filename + ".part")
     shutil.copyfile(src, part)
-    return accept_file(part, remote, folder)
+    return accept_file(part, remote, folder, dataset, pins)
 
 
 def match_remote(source: DatasetSource, src: str | Path) -> RemoteFile:

@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import DisentkitError
 from .base import Factor
 from .cache import CacheWriter, register_converter
+from .cache_check import register_grids
 from .formats import iter_npz_array, npz_array_info
 from .registry import DatasetSource
 
@@ -40,6 +41,12 @@ def factors_for(sizes: tuple[int, ...]) -> tuple[Factor, ...]:
         labels = LABELS.get(name, ())
         out.append(Factor(name, tuple(float(v) for v in range(size)), labels if len(labels) == size else ()))
     return tuple(out)
+
+
+@register_grids("mpi3d_toy", "mpi3d_realistic", "mpi3d_real", "mpi3d_complex")
+def published_grids() -> dict[int, tuple[int, ...]]:
+    """The published grids by image count (read at call time, so a test may swap :data:`GRIDS`)."""
+    return GRIDS
 
 
 @register_converter("mpi3d_toy", "mpi3d_realistic", "mpi3d_real", "mpi3d_complex")

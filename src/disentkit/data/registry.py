@@ -3,7 +3,7 @@
 This is the one place where published facts about dataset files live. Each fact says where it comes
 from. A file with several known-good checksums accepts any of them (the MPI3D ``real`` file was
 replaced in 2025); a file with no published checksum (3D Chairs, MPI3D-complex, the 2025 MPI3D
-``real``) is pinned at first import: its sha256 is recorded beside the file and checked from then on.
+``real``) is pinned once it has converted: its sha256 is recorded beside the file and checked from then on.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def _mpi3d_file(variant: str, md5: str | None) -> RemoteFile:
         source=_MPI3D_MD5_SOURCE if md5 else "no published checksum",
         manual="" if variant != "real" else
         "the 'real' file was replaced in 2025; the replacement has no published checksum, so a file that "
-        "passes the shape check is pinned by its sha256 at first import",
+        "converts is pinned by its sha256 at first import",
     )
 
 
@@ -166,7 +166,7 @@ _CHAIRS = RemoteFile(
     urls=("https://www.di.ens.fr/willow/research/seeing3Dchairs/data/rendered_chairs.tar",),
     size=None,
     checksums=(),
-    source="ENS Willow 'Seeing 3D chairs' project page; no published checksum (sha256 recorded at first import)",
+    source="ENS Willow 'Seeing 3D chairs' project page; no published checksum (sha256 recorded once it converts)",
 )
 
 
