@@ -18,7 +18,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     (["train", "--model", "nope"], "unknown model 'nope'"),
     (["train", "--dataset", "nope"], "unknown dataset 'nope'"),
     (["train", "--beta", "-1"], "--beta must be ≥ 0"),
-    (["train", "--latent-dim", "0"], "--latent-dim must be a positive integer"),
+    (["train", "--latent-dim", "0"], "--latent-dim must be in 1..4096"),
     (["train", "--config", "/nonexistent.yaml"], "config '/nonexistent.yaml' not found: not a file"),
     (["evaluate", "--checkpoint", "/nonexistent.safetensors"], "checkpoint not found"),
     (["evaluate", "--checkpoint", "/nonexistent_dir/"], "checkpoint not found"),

@@ -23,6 +23,13 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the one-line error the rest of the CLI gives: the problem and where the help is."""
+
+    def error(self, message: str):  # documented override point: print, then exit 2
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 GROUPS = {"training": "training", "data": "data protocol (E1: --epochs 200 --split 0.8,0.1,0.1 "
             "--early-stopping-patience 10)", "output": "run folder, logs and checkpoints",
           "speed": "device and speed", "ensemble": "fused ensembles"}
@@ -241,6 +248,27 @@ def _add_sweep_parsers(sub) -> None:
     p.set_defaults(func=cmd_aggregate)
 
 
+def check_sweep_flags(args: argparse.Namespace) -> None:
+    """The sweep's own flags against their ranges, before any config is read or folder made."""
+    from .train.config import MAX_SEED
+
+    for s in (args.seeds or "").split(",") if args.seeds else []:
+        if not s.strip().isdigit() or int(s) > MAX_SEED:
+            raise DisentkitError(f"--seeds expects comma-separated integers in 0..{MAX_SEED}, got '{args.seeds}'")
+    least = 1 if args.backend == "local" else 0
+    checks = [(args.workers is None or args.workers >= least, f"--workers must be ≥ {least} with --backend "
+               f"{args.backend}, got {args.workers}"),
+              (args.steps is None or args.steps > 0, f"--steps must be positive, got {args.steps}"),
+              (args.threads >= 0, f"--threads must be ≥ 0 (0: one per core), got {args.threads}"),
+              (args.ensemble >= 0, f"--ensemble must be ≥ 0 (0: off), got {args.ensemble}"),
+              (args.cpus_per_run > 0, f"--cpus-per-run must be positive, got {args.cpus_per_run}"),
+              (args.gpus_per_run is None or args.gpus_per_run >= 0,
+               f"--gpus-per-run must be ≥ 0, got {args.gpus_per_run}")]
+    for ok, msg in checks:
+        if not ok:
+            raise DisentkitError(msg)
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep import load_sweep, run_sweep
     from .sweep.grid import _number, validate_runs
@@ -251,6 +279,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             raise DisentkitError(f"--set expects KEY=VALUE, got '{item}'")
         k, v = item.split("=", 1)
         overrides[k.strip().replace("-", "_")] = _number(v.strip())
+    check_sweep_flags(args)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     datasets = [d.strip() for d in args.datasets.split(",")] if args.datasets else None
     metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
@@ -294,8 +323,8 @@ RUN_DATA_ROOT_HELP = ("folder holding real datasets (default: the training run's
 def build_parser(command: str | None = "train") -> argparse.ArgumentParser:
     """The whole parser; ``train``'s flags (one per model hyperparameter: they import the models, hence
     torch, ≈ 2 s) only when ``command`` is ``train``, so ``disentkit --help`` and the other commands start fast."""
-    parser = argparse.ArgumentParser(prog="disentkit",
-                                     description="Train, evaluate and compare disentangled representation learners.")
+    parser = Parser(prog="disentkit",
+                    description="Train, evaluate and compare disentangled representation learners.")
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"disentkit {__version__}")
@@ -383,6 +412,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as e:   # torch.OutOfMemoryError is a RuntimeError
+        text = str(e)
+        if not isinstance(e, MemoryError) and "out of memory" not in text and "can't allocate memory" not in text:
+            raise
+        print(f"disentkit {args.command}: error: out of memory ({text.splitlines()[0][:160] if text else 'MemoryError'}); "
+              "lower --batch-size, --latent-dim or --ensemble, or use a machine with more memory", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

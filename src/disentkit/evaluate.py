@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .errors import DisentkitError
+
 from .files import write_atomic
 
 
@@ -37,6 +39,12 @@ def evaluate_checkpoint(checkpoint: str | Path, metrics: str | list[str] = "mig"
     from .train.run import resolve_device
     from .train.status import require_finished
 
+    from .train.config import MAX_SEED
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise DisentkitError(f"--seed must be an integer in 0..{MAX_SEED}, got {seed!r}")
+    if out is not None and Path(out).is_dir():
+        raise DisentkitError(f"--out {out} is a folder; name the metrics JSON file to write (e.g. {Path(out) / 'metrics.json'})")
     names = resolve_metrics(metrics)
     dev = resolve_device(device)
     folder = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent

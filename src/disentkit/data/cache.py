@@ -31,12 +31,16 @@ CACHE_VERSION = 1
 
 
 def data_root(explicit: str | Path | None = None) -> Path:
-    """``explicit`` (``--data-root``), else ``$DISENTKIT_DATA``, else the per-user cache folder."""
-    if explicit:
-        return Path(explicit).expanduser()
+    """``explicit`` (``--data-root``), else ``$DISENTKIT_DATA``, else the per-user cache folder; a path
+    that names a file is a one-line error saying which setting to fix."""
     env = os.environ.get("DISENTKIT_DATA")
-    if env:
-        return Path(env).expanduser()
+    for value, where in ((explicit, "--data-root"), (env, "$DISENTKIT_DATA")):
+        if value:
+            root = Path(value).expanduser()
+            if root.exists() and not root.is_dir():
+                raise DisentkitError(f"{where} {root} is a file, not a folder; point {where} at a folder for "
+                                     "datasets (or leave it unset for the user cache)")
+            return root
     if sys.platform == "win32":
         base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
     elif sys.platform == "darwin":
@@ -44,6 +48,19 @@ def data_root(explicit: str | Path | None = None) -> Path:
     else:
         base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     return base / "disentkit"
+
+
+def writable_root(explicit: str | Path | None = None) -> Path:
+    """The data root, checked to be a folder this process can write (or create) before a download or
+    import starts; nothing is created here."""
+    root = data_root(explicit)
+    probe = root
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise DisentkitError(f"cannot write datasets into {root} ({probe} is not a writable folder); choose a "
+                             "writable --data-root or $DISENTKIT_DATA")
+    return root
 
 
 def raw_dir(name: str, root: str | Path | None = None) -> Path:

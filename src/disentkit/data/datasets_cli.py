@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import DisentkitError
 from . import DATASETS, get_dataset
-from .cache import cache_dir, complete, data_root, how_to_get, load_real, present_files, raw_dir, status
+from .cache import cache_dir, complete, data_root, how_to_get, load_real, present_files, raw_dir, status, writable_root
 from .cache_check import check_cache
 from .convert import ConversionError, convert_files
 from .download import download_file, hash_file, import_file, match_remote, verify_file
@@ -77,6 +77,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_download(args: argparse.Namespace) -> int:
     src, root = _source(args.name), args.data_root
+    writable_root(root)
     folder = raw_dir(src.name, root)
     for f in src.files:
         t0 = time.time()
@@ -153,6 +154,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     src, root = _source(args.name), args.data_root
     if not args.from_file:
         raise DisentkitError("`disentkit datasets import NAME` needs --from-file PATH")
+    writable_root(root)
     remote = match_remote(src, args.from_file)
     folder = raw_dir(src.name, root)
     stage = folder.with_name("import.tmp")

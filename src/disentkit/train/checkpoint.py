@@ -113,7 +113,51 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
                              "pass a file written by `disentkit train`") from None
     if meta.get("format") != FORMAT:
         raise DisentkitError(f"{p} is a safetensors file but not a disentkit checkpoint (no '{FORMAT}' metadata)")
-    return state, json.loads(meta["config"]), meta
+    try:
+        config = json.loads(meta.get("config", ""))
+    except ValueError:
+        config = None
+    if not isinstance(config, dict):
+        raise DisentkitError(f"{p}: its 'config' metadata is not a JSON mapping; the file is damaged or not "
+                             "written by disentkit (train again, or use another checkpoint)")
+    return state, config, meta
+
+
+def check_config(config: dict[str, Any], path: Path) -> None:
+    """The keys a checkpoint's VAE is built from, checked against their types and ranges before anything
+    is built (so that metadata cannot ask for an arbitrary allocation)."""
+    from ..models import ARCHITECTURES
+    from ..models.custom import is_custom
+    from .config import MAX_LATENT_DIM
+
+    def bad(what: str) -> DisentkitError:
+        return DisentkitError(f"{path}: its config metadata {what}; the file is damaged or not written by this "
+                              "disentkit (train again, or use another checkpoint)")
+
+    dim, channels, arch = config.get("latent_dim"), config.get("channels", 1), config.get("architecture", "locatello")
+    if not isinstance(dim, int) or isinstance(dim, bool) or not 0 < dim <= MAX_LATENT_DIM:
+        raise bad(f"has latent_dim {dim!r} (an integer in 1..{MAX_LATENT_DIM} expected)")
+    if channels is not None and (not isinstance(channels, int) or isinstance(channels, bool) or not 0 < channels <= 16):
+        raise bad(f"has channels {channels!r} (1 for grey, 3 for colour)")
+    if not isinstance(arch, str) or not (arch in ARCHITECTURES or is_custom(arch)):
+        raise bad(f"names an unknown architecture {arch!r} (known: {', '.join(ARCHITECTURES)})")
+    if not isinstance(config.get("model"), str):
+        raise bad(f"has no model name (model: {config.get('model')!r})")
+
+
+def check_shapes(vae_state: dict[str, torch.Tensor], config: dict[str, Any], path: Path) -> None:
+    """The file's tensors against the shapes of the VAE its config describes, built on the meta device
+    (no memory): a latent_dim that disagrees with the weights is named before any model is allocated."""
+    with torch.device("meta"):
+        want = {k: tuple(v.shape) for k, v in build_vae(config).state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in vae_state.items()}
+    missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    wrong = [k for k in want.keys() & got.keys() if want[k] != got[k]]
+    if missing or extra or wrong:
+        detail = (f"{wrong[0]} is {list(got[wrong[0]])} in the file, {list(want[wrong[0]])} for latent_dim "
+                  f"{config['latent_dim']}" if wrong else f"missing {missing[:2]}" if missing else f"unexpected {extra[:2]}")
+        raise DisentkitError(f"{path}: weights do not match the model its config describes ({detail}); the file "
+                             "is damaged or its metadata was edited")
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", vae: torch.nn.Module | None = None
@@ -135,8 +179,11 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", vae: t
 
     p = resolve_checkpoint(path)
     state, config, meta = read_checkpoint(p)
-    vae = build_vae(config) if vae is None else as_vae(vae, int(config["latent_dim"]))
+    check_config(config, p)
     vae_state = {k[len("vae."):]: v for k, v in state.items() if k.startswith("vae.")}
+    if vae is None:
+        check_shapes(vae_state, config, p)
+    vae = build_vae(config) if vae is None else as_vae(vae, int(config["latent_dim"]))
     try:
         vae.load_state_dict(vae_state)
     except RuntimeError as e:

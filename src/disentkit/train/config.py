@@ -36,6 +36,12 @@ CHOICES = {
 }
 
 
+#: the declared ranges of sizes and seeds, checked before anything is built (seeds are 32-bit for numpy)
+MAX_SEED = 2**32 - 1
+MAX_LATENT_DIM = 4096
+MAX_BATCH_SIZE = 65536
+
+
 def opt(default: Any, help: str, *, cli: bool = True, group: str = "training") -> Any:
     """A config field with its help text (shown by ``disentkit train --help``) and CLI group."""
     meta = {"help": help, "cli": cli, "group": group}
@@ -177,10 +183,16 @@ class TrainConfig:
                 raise DisentkitError(f"--{flag(name)} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         fractions = self.split_fractions()
         checks = [
-            (self.latent_dim > 0, f"--latent-dim must be a positive integer, got {self.latent_dim}"),
+            (0 <= self.seed <= MAX_SEED, f"--seed must be in 0..{MAX_SEED} (a 32-bit seed), got {self.seed}"),
+            (0 <= self.data_seed <= MAX_SEED, f"--data-seed must be in 0..{MAX_SEED}, got {self.data_seed}"),
+            (0 < self.latent_dim <= MAX_LATENT_DIM,
+             f"--latent-dim must be in 1..{MAX_LATENT_DIM}, got {self.latent_dim}"),
             (self.steps > 0, f"--steps must be positive, got {self.steps}"),
             (self.epochs >= 0, f"--epochs must be ≥ 0 (0: use --steps), got {self.epochs}"),
-            (self.batch_size > 0, f"--batch-size must be positive, got {self.batch_size}"),
+            (0 < self.batch_size <= MAX_BATCH_SIZE, f"--batch-size must be in 1..{MAX_BATCH_SIZE}, got "
+                                                    f"{self.batch_size}"),
+            (self.threads >= 0, f"--threads must be ≥ 0 (0: one per core), got {self.threads}"),
+            (self.out.strip() != "", "--out must name a run folder, got an empty string"),
             (self.lr > 0 and math.isfinite(self.lr), f"--lr must be a positive finite number, got {self.lr}"),
             (self.log_every > 0, f"--log-every must be positive, got {self.log_every}"),
             (0 <= self.val_fraction < 1, f"--val-fraction must be in [0, 1), got {self.val_fraction}"),
@@ -334,9 +346,15 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML config file into a flat dict, with a clear error for a missing or malformed file."""
     p = Path(path)
     if not p.is_file():
-        raise DisentkitError(f"config file not found: {p}")
+        raise DisentkitError(f"config file not found: {p}" if not p.exists() else
+                             f"config file {p} is a folder; pass a YAML file")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise DisentkitError(f"config file {p} is not a text file (byte {e.start} is not UTF-8); pass a YAML "
+                             "file such as the config.yaml of a run") from None
+    except OSError as e:
+        raise DisentkitError(f"cannot read config file {p} ({e.strerror}); check the path") from None
     except yaml.YAMLError as e:  # one line: where, and what the parser expected
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import DisentkitError
-from .checkpoint import STATE_FILE, read_checkpoint
+from .checkpoint import STATE_FILE, check_shapes, read_checkpoint
 from .config import TrainConfig, load_yaml
 from .status import run_lock
 
@@ -55,6 +55,8 @@ def setup_process(threads: int = 0) -> None:
     """What a training or evaluation *process* sets once (the CLI and sweep workers call it; ``fit()`` from a
     notebook does not, unless asked): torch's intra-op threads (0: one per core), a heap that keeps freed
     memory (:func:`keep_freed_memory`), and Lightning's start-up chatter silenced."""
+    if threads < 0:
+        raise DisentkitError(f"--threads must be ≥ 0 (0: one per core), got {threads}")
     torch.set_num_threads(threads if threads > 0 else max(1, os.cpu_count() or 1))
     keep_freed_memory()
     quiet_lightning()
@@ -142,7 +144,10 @@ def read_init_from(path: str | Path, cfg: dict[str, Any]) -> dict[str, torch.Ten
         if saved.get(key, "locatello" if key == "architecture" else None) != cfg.get(key):
             raise DisentkitError(f"--init-from {path}: checkpoint has {key}={saved.get(key)!r} but this run has "
                                  f"{key}={cfg.get(key)!r}; match them or pick another checkpoint")
-    return {k[4:]: v for k, v in state.items() if k.startswith("vae.")}
+    weights = {k[4:]: v for k, v in state.items() if k.startswith("vae.")}
+    if not str(cfg.get("architecture", "")).startswith("custom:"):
+        check_shapes(weights, saved, Path(path))
+    return weights
 
 
 def user_vae(vae: nn.Module | None, config: TrainConfig) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import time
 from dataclasses import dataclass
@@ -61,15 +62,26 @@ def run_lock(run_dir: str | Path) -> Iterator[Path]:
     f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                         "started": time.strftime("%Y-%m-%d %H:%M:%S")}))
     f.flush()
+    failed = False
     try:
         yield run_dir
+    except BaseException:
+        failed = True
+        raise
     finally:
         with contextlib.suppress(OSError):
             (run_dir / LOCK_FILE).unlink()
         lock_file(f, False)
         f.close()
-        if created and not any(run_dir.iterdir()):
-            run_dir.rmdir()   # a check failed before the run wrote anything: leave no empty folder
+        if created and (not any(run_dir.iterdir()) or (failed and not _worth_keeping(run_dir))):
+            shutil.rmtree(run_dir, ignore_errors=True)   # failed before any weights: leave no folder behind
+
+
+def _worth_keeping(run_dir: Path) -> bool:
+    """Whether a run folder this call created holds anything after a failure: weights, a training state or
+    the record of a divergence."""
+    return any(True for pattern in ("**/*.safetensors", "**/training_state.pt", "**/diverged.json")
+               for _ in run_dir.glob(pattern))
 
 
 def is_locked(run_dir: Path) -> bool:
@@ -115,6 +127,7 @@ def run_status(folder: str | Path) -> RunStatus:
             return RunStatus(False, f"diverged (see its {DIVERGED_FILE})")
     if (folder / FINISHED_FILE).is_file():
         return RunStatus(True)
+    only_last = (folder / "last.safetensors").is_file() and not (folder / "model.safetensors").is_file()
     if (folder / STATE_FILE).is_file():
         try:
             state = load_state(folder / STATE_FILE)
@@ -125,8 +138,9 @@ def run_status(folder: str | Path) -> RunStatus:
         if done < total and not stopped:
             return RunStatus(False, f"stopped after {done} of {total} steps (killed, or still to be resumed)",
                              done, total)
-        return RunStatus(True, step=done, total=total)
-    if (folder / "last.safetensors").is_file() and not (folder / "model.safetensors").is_file():
+        if not only_last:
+            return RunStatus(True, step=done, total=total)
+    if only_last:     # killed before its result was written
         return RunStatus(False, "has only an intermediate checkpoint (last.safetensors)")
     return RunStatus(True)
 
