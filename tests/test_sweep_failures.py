@@ -86,3 +86,32 @@ def test_a_killed_sweep_continues_a_partly_trained_run(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((run / "metrics.json").read_text())["results"] == \
         json.loads((ref / "runs" / run.name / "metrics.json").read_text())["results"]
+
+
+def test_a_diverging_run_is_failed_with_its_reason_and_the_others_finish(tmp_path):
+    """lr = 1000 diverges: that run fails with the guard's one line (step, term, likely cause); its
+    folder keeps diverged.json; the sane run beside it finishes and is scored."""
+    config = {**CONFIG, "defaults": {**CONFIG["defaults"], "steps": 30, "log_every": 5},
+              "stages": [{"name": "a", "model": "beta_vae", "grid": {"lr": [1e-4, 1000.0]}}]}
+    sweep = expand(config)
+    res = run_sweep(sweep, tmp_path / "s", workers=1, printer=lambda s: None)
+    wild = next(r for r in sweep.runs if r.train["lr"] == 1000.0)
+    assert res.done == 1 and set(res.failed) == {wild.run_id}
+    assert "training diverged at step" in res.failed[wild.run_id] and "--lr 1000" in res.failed[wild.run_id]
+    assert (tmp_path / "s" / "runs" / wild.run_id / "diverged.json").is_file()
+
+
+def test_a_diverging_member_of_a_fused_sweep_fails_alone(tmp_path):
+    """β = 1e39 overflows float32: that member stops alone; the other member of the same fused ensemble
+    finishes, is scored and marked done."""
+    config = {**CONFIG, "defaults": {**CONFIG["defaults"], "steps": 20, "log_every": 5},
+              "stages": [{"name": "a", "model": "beta_vae", "grid": {"beta": [2.0, 1e39]}}]}
+    sweep = expand(config)
+    lines: list[str] = []
+    res = run_sweep(sweep, tmp_path / "s", workers=1, printer=lines.append, ensemble=2)
+    wild = next(r for r in sweep.runs if r.hparams["beta"] == 1e39)
+    assert "as one fused ensemble" in "\n".join(lines)
+    assert res.done == 1 and set(res.failed) == {wild.run_id}, res.failed
+    assert "training diverged at step" in res.failed[wild.run_id]
+    sane = next(r for r in sweep.runs if r.run_id != wild.run_id)
+    assert (tmp_path / "s" / "runs" / sane.run_id / "DONE").is_file()

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import DisentkitError
+from ..errors import DisentkitError, TrainingDiverged
 from ..files import write_atomic
 from .folders import DONE, failure_reason, log_event, write_error
 from .grid import RunSpec
@@ -132,9 +132,11 @@ def execute_group(specs: list[RunSpec], folders: list[Path], parent_folders: lis
     """Train several runs as one fused ensemble (continuing a partly trained attempt of the same group),
     then score each and write its ``DONE``. Member i trains as run i would alone (same seed, same losses to
     float tolerance), so a run's id and results do not depend on whether it was fused. Returns run id ->
-    failure reason or None; a training failure fails every member, a scoring failure only its run."""
+    failure reason or None; a training failure fails every member, a member that diverged or failed scoring
+    only its run."""
     from ..train import TrainConfig
     from ..train.checkpoint import STATE_FILE
+    from ..train.guard import DIVERGED_FILE
     from ..train.loop import train
     from ..train.run import finished, setup_process
 
@@ -158,12 +160,19 @@ def execute_group(specs: list[RunSpec], folders: list[Path], parent_folders: lis
         try:
             if not (again and finished(gdir)):
                 train(base, members, gdir, resume=again)
+        except TrainingDiverged:
+            pass            # the diverged members stopped alone (diverged.json); the others finished
         except BaseException as e:  # noqa: BLE001 - recorded as every member's reason
             for folder in folders:
                 write_error(folder, e)
             raise
         for spec, folder, s in zip(specs, folders, settings):
             (folder / "log.txt").write_text(f"trained in the fused ensemble {gdir} (see its log.txt)\n")
+            if (folder / DIVERGED_FILE).is_file():
+                why = TrainingDiverged(json.loads((folder / DIVERGED_FILE).read_text())["message"])
+                write_error(folder, why)
+                out[spec.run_id] = f"TrainingDiverged: {why}"
+                continue
             try:
                 _score_and_finish(spec, folder, s, t0)
                 out[spec.run_id] = None
