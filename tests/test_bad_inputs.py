@@ -289,6 +289,14 @@ def test_a_read_only_data_root_is_named(tmp_path, capsys):
     assert rc == 2 and len(err) == 1 and "/proc/sys is not a writable folder" in err[0]
 
 
+def test_an_unwritable_out_is_named(capsys):
+    if os.access("/proc/sys", os.W_OK):
+        pytest.skip("no read-only folder on this machine")
+    rc = call(["train", "--steps", "2", "--no-progress", "--out", "/proc/sys/disentkit-run"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "cannot write the run folder /proc/sys/disentkit-run" in err[0]
+
+
 @pytest.mark.parametrize("argv", [["train", "--seed", "-1", "--out", "X"], ["evaluate", "--checkpoint", "X"],
                                   ["train", "--config", "X"]])
 def test_the_entry_point_gives_one_line(tmp_path, argv):
