@@ -1,7 +1,7 @@
 """Nothing is lost on a crash: a run killed with SIGKILL (in its own process) and continued with
 ``disentkit train --resume`` ends with final weights bit-identical to the same run uninterrupted (CPU),
-for a β-VAE, a FactorVAE (two phases, two optimizers) and a 2-member fused ensemble; its log is the
-uninterrupted run's log."""
+for a β-VAE, an Ada-GVAE (pairs), a FactorVAE (two phases, two optimizers) and a 2-member fused ensemble;
+its log is the uninterrupted run's log."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ CASES = {
                  "--val-batches", "1"],
     "factor_vae": ["--model", "factor_vae", "--gamma", "10", "--disc-hidden", "16", "--disc-layers", "2",
                    "--permutation", "second_batch", "--steps", "30"],
+    "ada_gvae": ["--model", "ada_gvae", "--k", "-1", "--steps", "40", "--split", "0.9,0.1,0", "--val-every", "6",
+                 "--val-batches", "1"],      # pairs: the partners' generators resume too, within the split
     "ensemble": ["--model", "beta_vae", "--ensemble", "seed=0,1", "beta=1,4", "--ensemble-mode", "zip", "--steps", "30"],
 }
 
@@ -67,7 +69,7 @@ def _rows(run: Path) -> list[list[str]]:
     return out
 
 
-@pytest.mark.parametrize("case", ["beta_vae", pytest.param("factor_vae", marks=pytest.mark.slow),
+@pytest.mark.parametrize("case", ["beta_vae", "ada_gvae", pytest.param("factor_vae", marks=pytest.mark.slow),
                                   pytest.param("ensemble", marks=pytest.mark.slow)])
 def test_kill_9_then_resume_gives_the_uninterrupted_weights(tmp_path, case):
     args = [*COMMON, *CASES[case]]

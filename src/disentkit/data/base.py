@@ -186,6 +186,20 @@ class FactorDataset:
         pick = torch.randint(0, m, (n,), generator=generator, device=generator.device)
         return pick if indices is None else indices[pick]
 
+    def sample_pairs(self, n: int, k: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training draws (n,) and partners differing from them in exactly ``k`` factors (−1: 1..F−1 at
+        random), Locatello et al. 2020's weak supervision; see :mod:`disentkit.data.pairs`."""
+        from .pairs import partner_indices
+
+        first = self.sample_training_indices(n, generator)
+        return first, partner_indices(self, first, k, generator)
+
+    def redraw_factors(self, factors: torch.Tensor, changed: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The ``changed`` of ``factors`` (n, F) redrawn to other values: uniformly (correlated variants: from the joint)."""
+        from .pairs import redraw_uniform
+
+        return redraw_uniform(factors, changed, self._index_tables(factors.device)[1], generator)
+
     # ----------------------------------------------------------------- your own data, torch's Dataset
     @staticmethod
     def from_arrays(images, factors, names: Sequence[str] | None = None, name: str = "user_data") -> "FactorDataset":

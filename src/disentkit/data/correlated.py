@@ -102,6 +102,31 @@ class CorrelatedFactors(FactorDataset):
             cached = self._joint_tensors[device] = torch.as_tensor(self.joint.ravel(), dtype=torch.float64).to(device)
         return cached
 
+    def redraw_factors(self, factors: torch.Tensor, changed: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """A pair's second factors: the changed factors outside the correlated pair redrawn uniformly; a
+        changed factor of the pair from the joint given the pair's other value (both: from the joint),
+        never to its old value, so that pairs keep the training distribution's correlation."""
+        out = super().redraw_factors(factors, changed, generator)
+        a, b = self.pair
+        n1, n2 = self.joint.shape
+        joint = self._joint_on(factors.device).view(n1, n2).clamp_min(1e-300)   # no all-zero row at tiny σ
+        i, j = factors[:, a], factors[:, b]
+        rows = torch.arange(len(factors), device=factors.device)
+        w_a = joint[:, j].T.clone()                      # p(a | b = j), old a excluded
+        w_a[rows, i] = 0
+        w_b = joint[i, :].clone()                        # p(b | a = i), old b excluded
+        w_b[rows, j] = 0
+        w_ab = joint.expand(len(factors), n1, n2).clone()   # p(a, b), old a and old b both excluded
+        w_ab[rows, i, :] = 0
+        w_ab[rows, :, j] = 0
+        new_a = torch.multinomial(w_a, 1, generator=generator)[:, 0]
+        new_b = torch.multinomial(w_b, 1, generator=generator)[:, 0]
+        both = torch.multinomial(w_ab.flatten(1), 1, generator=generator)[:, 0]
+        ca, cb = changed[:, a], changed[:, b]
+        out[:, a] = torch.where(ca & cb, both // n2, torch.where(ca, new_a, i))
+        out[:, b] = torch.where(ca & cb, both % n2, torch.where(cb, new_b, j))
+        return out
+
     def sample_training_indices(self, n: int, generator: torch.Generator,
                                 indices: torch.Tensor | None = None) -> torch.Tensor:
         """Training batch indices drawn from the correlated joint (restricted to ``indices`` if given)."""

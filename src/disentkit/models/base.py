@@ -138,6 +138,7 @@ class HParam:
     type: type = float
     min: float | None = None     # inclusive lower bound, checked before training
     choices: tuple = ()
+    refused: tuple = ()          # values inside the range that mean nothing (Ada-VAE's k = 0)
 
     @property
     def flag(self) -> str:

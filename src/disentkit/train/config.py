@@ -249,6 +249,8 @@ def check_hparams(model: str, hparams: dict[str, Any]) -> dict[str, Any]:
             raise DisentkitError(f"{p.flag} must be ≥ {p.min} for {model}, got {v}")
         if p.choices and v not in p.choices:
             raise DisentkitError(f"{p.flag} must be one of {', '.join(map(str, p.choices))}, got {v!r}")
+        if v in p.refused:
+            raise DisentkitError(f"{p.flag} {v} means nothing for {model}: {p.help}")
         out[k] = v
     for p in cls.hparams:
         out.setdefault(p.name, p.default)

@@ -73,17 +73,29 @@ def shared_seed(seeds: list[int]) -> int:
     return hash(tuple(int(s) for s in seeds)) % (2 ** 31)
 
 
+def pair_k(objective: Any) -> int | None:
+    """The k of an objective that trains on pairs (``pairs = True``: Ada-GVAE, …), else None."""
+    return int(objective.k) if getattr(type(objective), "pairs", False) else None
+
+
 class Batches:
     """Training batches for ``seeds`` (one member per seed): (B, C, H, W) for one member, (M, B, C, H, W)
     for several. ``rng="shared"`` draws all members' indices from one generator (fewer launches)."""
 
     def __init__(self, dataset: FactorDataset, indices: torch.Tensor | None, batch_size: int, seeds: list[int],
-                 device: torch.device, epochs: bool = False, rng: str = "member") -> None:
+                 device: torch.device, epochs: bool = False, rng: str = "member", pairs_k: int | None = None) -> None:
         self.dataset, self.batch_size, self.device = dataset, batch_size, torch.device(device)
+        self.pairs_k = pairs_k
         self.indices = None if indices is None else indices.to(self.device)
+        self.allowed = None             # pairs' partners stay within the training images (split, holes)
+        if pairs_k is not None and self.indices is not None:
+            self.allowed = torch.zeros(dataset.num_images, dtype=torch.bool, device=self.device)
+            self.allowed[self.indices] = True
         self.epochs, self.shared, self.m = epochs, rng == "shared", len(seeds)
         gen_seeds = [shared_seed(seeds)] if self.shared else seeds
         self.gens = [torch.Generator(device=self.device).manual_seed(int(s)) for s in gen_seeds]
+        # the partners' own streams: an epoch's shuffle is redrawn from its start state on resume
+        self.pair_gens = [torch.Generator(device=self.device).manual_seed(int(s) + 7919) for s in gen_seeds]
         n = dataset.num_images if indices is None else len(indices)
         self.steps_per_epoch = n // batch_size
         if epochs and self.steps_per_epoch == 0:
@@ -125,18 +137,30 @@ class Batches:
             yield self.next()
 
     def next(self) -> torch.Tensor:
+        """(B, C, H, W) or (M, B, C, H, W); for pairs 2B images, the B first images then their B partners."""
         idx = self.next_indices()
+        if self.pairs_k is not None:
+            from ..data.pairs import partner_indices
+
+            gens = self.pair_gens * self.m if self.shared else self.pair_gens
+            partners = torch.stack([partner_indices(self.dataset, row, self.pairs_k, g, self.allowed)
+                                    for row, g in zip(idx, gens)])
+            idx = torch.cat([idx, partners], 1)
         images = self.dataset.images_at(idx.flatten(), check=False)  # in range by construction: no device sync
-        return images if self.m == 1 else images.view(self.m, self.batch_size, *images.shape[1:])
+        return images if self.m == 1 else images.view(self.m, idx.shape[1], *images.shape[1:])
 
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> dict[str, Any]:
+        pairs = {"pair_generators": [g.get_state() for g in self.pair_gens]} if self.pairs_k is not None else {}
         if self.epochs and self._epoch_states:  # the shuffle is redrawn from the epoch's start state
-            return {"generators": self._epoch_states, "position": self.position, "in_epoch": True}
-        return {"generators": [g.get_state() for g in self.gens], "position": self.position, "in_epoch": False}
+            return {"generators": self._epoch_states, "position": self.position, "in_epoch": True, **pairs}
+        return {"generators": [g.get_state() for g in self.gens], "position": self.position, "in_epoch": False,
+                **pairs}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for g, s in zip(self.gens, state["generators"]):
+            g.set_state(s)
+        for g, s in zip(self.pair_gens, state.get("pair_generators", [])):
             g.set_state(s)
         if state.get("in_epoch"):
             self._start_epoch()

@@ -288,6 +288,23 @@ class StackedVAE(StackedParams):
         return vmap(one)(self.params(), x)
 
 
+class MemberVAE:
+    """One fused member's VAE as its phases see it: ``vae(x, eps)``, ``vae.encode(x)``, ``vae.decode(z)``
+    with that member's slice of the stacked weights (vmappable), as a single run's :class:`GaussianVAE`."""
+
+    def __init__(self, vaes: StackedVAE, params: dict[str, torch.Tensor]) -> None:
+        self.vaes, self.params = vaes, params
+
+    def __call__(self, x: torch.Tensor, eps: torch.Tensor) -> VAEOutput:
+        return self.vaes.member_forward(self.params, x, eps)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.vaes.call("encode", self.params, x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.vaes.call("decode", self.params, z)
+
+
 def tensor_hparams(cls: type[Objective]) -> list[str]:
     """Hyperparameters that may differ between fused members: the loss's real-valued ones (not those that
     configure an optimizer, e.g. FactorVAE's ``disc_lr``)."""
@@ -311,6 +328,7 @@ class Stacked(Members):
                                      "train members with different values as separate ensembles")
         built = [member_init(c, None if init_states is None else init_states[i]) for i, c in enumerate(configs)]
         self.vaes = StackedVAE([b[0] for b in built]).to(self.device)
+        self.vaes.prepare(["encode", "decode"])      # MemberVAE's methods, made outside any traced region
         self.objectives = StackedParams([b[1] for b in built], what=f"the {configs[0]['model']} objective")
         self.objectives.to(self.device)
         self.objectives.hparams_as_buffers(self.hp_names)
@@ -332,9 +350,7 @@ class Stacked(Members):
 
     def _member_fn(self, method: str) -> Callable:
         def one(vae_p, obj_p, hp, x, noise, step, carry):
-            def vae(xx: torch.Tensor, eps: torch.Tensor) -> VAEOutput:
-                return self.vaes.member_forward(vae_p, xx, eps)
-            return self.objectives.call(method, {**obj_p, **hp}, vae, x, noise, step, carry)
+            return self.objectives.call(method, {**obj_p, **hp}, MemberVAE(self.vaes, vae_p), x, noise, step, carry)
         return one
 
     def run_phase(self, phase, batch, noise, step, carry) -> PhaseOut:

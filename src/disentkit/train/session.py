@@ -28,7 +28,7 @@ from ..errors import DisentkitError
 from ..models import GaussianVAE
 from .checkpoint import STATE_FILE, load_state, read_checkpoint, save_checkpoint, save_state
 from .config import TrainConfig
-from .data import Batches, Indices, fixed_batches, plan_indices
+from .data import Batches, Indices, fixed_batches, pair_k, plan_indices
 from .fast import autocast_for
 from .guard import DIVERGED_FILE, Divergence, finite_weights, keep_last_good
 from .status import FINISHED_FILE
@@ -107,7 +107,7 @@ class Session:
                          (lambda: autocast_for(config.precision, s.device, cache_enabled=False)) if cuda_graphs
                          else s.fabric.autocast, cuda_graphs=cuda_graphs)
         s.batches = Batches(s.dataset, s.indices.train, config.batch_size, [int(c["seed"]) for c in s.cfgs], s.device,
-                            epochs=bool(config.epochs), rng=config.ensemble_rng)
+                            epochs=bool(config.epochs), rng=config.ensemble_rng, pairs_k=pair_k(s.members.objective))
         s.trackers = [Tracker() for _ in s.cfgs]
         state_path = s.run_dir / STATE_FILE
         kept_rows = s._restore(load_state(state_path)) if resume and state_path.is_file() else None

@@ -105,14 +105,18 @@ def held_out_losses(members: Members, batches, step: torch.Tensor, seeds: list[i
     phase = type(members.objective).phases[0]
     sums: dict[str, torch.Tensor] = {}
     count = 0
+    pairs = getattr(type(members.objective), "pairs", False)
     try:
         for x in batches:
             noise = members.draw_noise(len(x))
+            n = len(x)
+            if pairs:      # an objective trained on pairs scores each held-out image paired with itself
+                x = torch.cat([x, x])
             xb = x if members.num == 1 else x.expand(members.num, *x.shape)
             loss, logs, _ = members.run_phase(phase, xb, noise, step, {})
             for k, v in {**logs, "loss": loss}.items():
-                sums[k] = sums.get(k, 0) + v.float() * len(x)
-            count += len(x)
+                sums[k] = sums.get(k, 0) + v.float() * n
+            count += n
     finally:
         members.generators = saved
         members.train(True)
