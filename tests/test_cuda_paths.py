@@ -25,7 +25,7 @@ from disentkit.train.session import fabric_args
 from disentkit.train.step import Step, make_optimizers
 
 META = torch.device("meta")
-FUSABLE = [m for m in sorted(OBJECTIVES) if m != "adaptive_beta_vae"]
+FUSABLE = [m for m in sorted(OBJECTIVES) if m not in ("adaptive_beta_vae", "pairwise_adaptive_vae")]   # buffers
 
 
 def _cfg(model: str, **hp) -> dict:
@@ -88,7 +88,8 @@ def _meta_step(model: str) -> tuple[Step, torch.Tensor, dict]:
     member.module().to(META)
     member.device = META
     step = Step(member, make_optimizers(member, cfg))
-    batch = torch.empty(6, 1, 64, 64, device=META)
+    pairs = getattr(type(member.objective), "pairs", False)        # Ada-VAE: 6 pairs, 12 images
+    batch = torch.empty(12 if pairs else 6, 1, 64, 64, device=META)
     noise = {d.name: torch.empty(d.shape, device=META) for d in member.objective.draws(6)}
     return step, batch, noise
 
@@ -262,7 +263,7 @@ def test_a_compiled_ensemble_loss_is_one_graph(model):
         fn = torch.func.vmap(members._member_fn(phase.method), in_dims=(0, 0, 0, 0, 0, None, 0))
         backend = CountingBackend()
         compiled = torch.compile(fn, backend=backend, fullgraph=True)   # fullgraph: a graph break raises
-        args = (members.vaes.params(), members.objectives.params(), members.hp, torch.rand(2, 4, 1, 64, 64).round(),
+        args = (members.vaes.params(), members.objectives.params(), members.hp, _images(members, 4),
                 members.draw_noise(4), torch.tensor(0))
         carry = {}
         if phase is not type(members.objective).phases[0]:
@@ -272,13 +273,19 @@ def test_a_compiled_ensemble_loss_is_one_graph(model):
         assert backend.graphs == 1 and torch.allclose(out[0], eager[0])
 
 
+def _images(members: Stacked, b: int) -> torch.Tensor:
+    """A fused batch of 2 members: b images each, or b pairs (2b images) for an objective trained on pairs."""
+    n = 2 * b if getattr(type(members.objective), "pairs", False) else b
+    return torch.rand(2, n, 1, 64, 64).round()
+
+
 @pytest.mark.parametrize("model", FUSABLE)
 def test_every_fusable_objective_builds_stacked(model):
     cfgs = [{**_cfg(model), "seed": s} for s in (0, 1)]
     members = Stacked(cfgs, torch.device("cpu"))
     phase = type(members.objective).phases[0]
     noise = members.draw_noise(4)
-    out = members.run_phase(phase, torch.rand(2, 4, 1, 64, 64).round(), noise, torch.tensor(0), {})
+    out = members.run_phase(phase, _images(members, 4), noise, torch.tensor(0), {})
     assert out.loss.shape == (2,)
 
 

@@ -13,7 +13,8 @@ from disentkit.train.config import load_yaml
 
 CONFIGS = Path(__file__).resolve().parents[1] / "src" / "disentkit" / "configs" / "models"
 MODELS = ["beta_vae", "factor_vae", "lambda_beta_vae", "annealed_vae", "beta_tcvae", "dip_vae_i", "dip_vae_ii",
-          "learnable_beta_vae", "adaptive_beta_vae"]
+          "learnable_beta_vae", "adaptive_beta_vae", "hfs_vae", "hfs_tcvae", "ada_gvae", "ada_ml_vae",
+          "pairwise_adaptive_vae"]
 QUICK = ["--steps", "2", "--batch-size", "4", "--threads", "1", "--log-every", "1", "--no-progress"]
 
 
@@ -45,7 +46,9 @@ def test_every_method_trains_from_cli_flags(name, tmp_path):
     extra = {"factor_vae": ["--gamma", "5", "--disc-hidden", "32"], "annealed_vae": ["--c-max", "5"],
              "dip_vae_i": ["--lambda-od", "2"], "lambda_beta_vae": ["--lam", "2"],
              "learnable_beta_vae": ["--beta-init", "2"], "adaptive_beta_vae": ["--kappa", "0.5"],
-             "beta_tcvae": ["--estimator", "mss"], "dip_vae_ii": []}[name]
+             "beta_tcvae": ["--estimator", "mss"], "dip_vae_ii": [], "hfs_vae": ["--gamma", "3"],
+             "hfs_tcvae": ["--num-latent-pairs", "2"], "ada_gvae": ["--k", "2"], "ada_ml_vae": ["--k", "1"],
+             "pairwise_adaptive_vae": ["--kappa", "0.5"]}[name]
     out = tmp_path / name
     assert main(["train", "--model", name, *extra, "--out", str(out), *QUICK]) == 0
     ck = load_checkpoint(out)

@@ -16,7 +16,8 @@ from disentkit.models.dip_vae import dip_terms
 from disentkit.models.factor_vae import discriminator, discriminator_logs, discriminator_loss, permute_dims
 
 NEW = ["factor_vae", "lambda_beta_vae", "annealed_vae", "beta_tcvae", "dip_vae_i", "dip_vae_ii",
-       "learnable_beta_vae", "adaptive_beta_vae"]
+       "learnable_beta_vae", "adaptive_beta_vae", "hfs_vae", "hfs_tcvae", "ada_gvae", "ada_ml_vae",
+       "pairwise_adaptive_vae"]
 
 
 def tiny_out(b=4, d=3, seed=0):
