@@ -46,15 +46,35 @@ def get_dataset(name: str, data_root: str | None = None, **kwargs) -> FactorData
         torch.Size([2, 1, 64, 64])
         >>> get_dataset("dsprites_procedural:corr(posX,posY,0.2)").name   # training draws posX ~ posY
         'dsprites_procedural:corr(posX,posY,0.2)'
+        >>> holes = get_dataset("dsprites_procedural:holes(shape=heart & scale>=0.8)")   # never trained on
+        >>> holes.kind, len(holes.held_out_images())
+        ('recombination-to-range', 122880)
     """
-    base, _, variant = name.partition(":")
+    base, *variants = split_variants(name)
     entry = DATASETS[base]
     dataset = entry.build(**kwargs) if entry.procedural else entry.build(data_root=data_root, **kwargs)
-    if variant:
-        from .correlated import CorrelatedFactors, parse_variant
+    # correlations first, holes last (whatever the order written): a hole is then cut from the correlated draws
+    for variant in sorted(variants, key=lambda v: v.startswith("holes(")):
+        if variant.startswith("holes("):
+            from .holes import Holes
 
-        dataset = CorrelatedFactors(dataset, *parse_variant(variant))
+            dataset = Holes(dataset, variant)
+        else:
+            from .correlated import CorrelatedFactors, parse_variant
+
+            dataset = CorrelatedFactors(dataset, *parse_variant(variant))
     return dataset
+
+
+def split_variants(name: str) -> list[str]:
+    """``base:variant(...):variant(...)`` -> [base, variant, ...]; a colon inside parentheses stays."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(name):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == ":" and depth == 0:
+            parts.append(name[start:i].strip())
+            start = i + 1
+    return [*parts, name[start:].strip()]
 
 
 def register(name: str, build, description: str, procedural: bool = False) -> None:

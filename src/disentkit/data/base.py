@@ -186,6 +186,11 @@ class FactorDataset:
         pick = torch.randint(0, m, (n,), generator=generator, device=generator.device)
         return pick if indices is None else indices[pick]
 
+    def training_images(self) -> np.ndarray | None:
+        """The images training may use (sorted indices), or None for all; held-out combinations
+        (:mod:`disentkit.data.holes`) are left out, and a run's split is drawn from these."""
+        return None
+
     def sample_pairs(self, n: int, k: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Training draws (n,) and partners differing from them in exactly ``k`` factors (−1: 1..F−1 at
         random), Locatello et al. 2020's weak supervision; see :mod:`disentkit.data.pairs`."""

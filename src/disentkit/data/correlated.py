@@ -20,6 +20,7 @@ import torch
 
 from ..errors import DisentkitError
 from .base import FactorDataset
+from .variant import DatasetVariant
 
 SPEC = re.compile(r"^corr\(\s*([\w.-]+)\s*,\s*([\w.-]+)\s*,\s*([\w.+-]+)\s*\)$")
 
@@ -34,7 +35,7 @@ def pair_joint(n1: int, n2: int, sigma: float) -> np.ndarray:
     return w / w.sum()
 
 
-class CorrelatedFactors(FactorDataset):
+class CorrelatedFactors(DatasetVariant):
     """``base`` with factors ``first`` and ``second`` correlated (strength ``sigma``) in training draws."""
 
     def __init__(self, base: FactorDataset, first: str, second: str, sigma: float) -> None:
@@ -49,28 +50,12 @@ class CorrelatedFactors(FactorDataset):
             raise DisentkitError(f"corr(): the strength σ must be positive (or inf for uniform), got {sigma}")
         if not base.has_factors:
             raise DisentkitError(f"corr(): dataset '{base.name}' has no ground-truth factors to correlate")
-        self.base, self.sigma = base, float(sigma)
+        super().__init__(base, f"{base.name}:corr({first},{second},{sigma:g})")
+        self.sigma = float(sigma)
         self.pair = (names.index(first), names.index(second))
-        self.name = f"{base.name}:corr({first},{second},{sigma:g})"
-        self.factors = base.factors
-        self.observation_shape = base.observation_shape
         self.joint = pair_joint(base.factor_sizes[self.pair[0]], base.factor_sizes[self.pair[1]], self.sigma)
         self._cdf_cache: tuple[int, torch.Tensor] | None = None
         self._joint_tensors: dict[torch.device, torch.Tensor] = {}
-
-    # images come from the base dataset
-    def _gather(self, index: torch.Tensor) -> torch.Tensor:
-        return self.base._gather(index)
-
-    def to(self, device) -> "CorrelatedFactors":
-        self.base.to(device)
-        return self
-
-    def placement_bytes(self) -> int:
-        return self.base.placement_bytes()
-
-    def hold_on(self, device: torch.device) -> None:
-        self.base.hold_on(device)
 
     def describe(self) -> dict:
         d = super().describe()
@@ -131,6 +116,7 @@ class CorrelatedFactors(FactorDataset):
                                 indices: torch.Tensor | None = None) -> torch.Tensor:
         """Training batch indices drawn from the correlated joint (restricted to ``indices`` if given)."""
         device = generator.device
+        indices = self.default_indices(indices, device)        # a base with holes: its training images
         if indices is None:
             joint = self._joint_on(device)
             pair = torch.multinomial(joint, n, replacement=True, generator=generator)

@@ -56,7 +56,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     name, root = args.name, args.data_root
     base = name.split(":", 1)[0]
     if base in DATASETS and DATASETS[base].procedural:
-        print(json.dumps(get_dataset(name).describe(), indent=1))
+        ds = get_dataset(name)
+        # the values holes(...) conditions compare against: labels, or the range of a numeric factor
+        values = {f.name: list(f.labels) if f.labels else f"{f.values[0]:g} .. {f.values[-1]:g} ({f.size} values)"
+                  for f in ds.factors}
+        print(json.dumps({**ds.describe(), "factor_values": values}, indent=1))
         return 0
     src = _source(name)
     info: dict = {"name": src.name, "description": src.description, "num_images": src.num_images,

@@ -27,7 +27,7 @@ Example:
     >>> {factor: round(v, 1) for factor, v in result["mig_per_factor"].items()}
     {'shape': 0.0, 'scale': 0.0, 'orientation': 0.0, 'posX': 0.6, 'posY': 0.6}
     >>> list(METRICS)
-    ['beta_vae_score', 'dci', 'factor_vae_score', 'mig', 'im', 'irs', 'modularity', 'sap', 'unsupervised']
+    ['beta_vae_score', 'dci', 'factor_vae_score', 'mig', 'im', 'irs', 'modularity', 'recombination', 'sap', 'unsupervised']
     >>> METRICS["mig"].defaults, SPECS is METRICS
     ({'num_train': 10000, 'num_bins': 20}, True)
 """
@@ -50,6 +50,7 @@ from .im import im, im_from_codes, im_from_mi  # noqa: E402
 from .irs import irs, irs_from_codes  # noqa: E402
 from .mig import mig, mig_from_codes  # noqa: E402
 from .modularity import modularity, modularity_from_codes, modularity_from_mi  # noqa: E402
+from .recombination import recombination  # noqa: E402
 from .sap import sap, sap_from_codes  # noqa: E402
 from .unsupervised import unsupervised, unsupervised_from_codes  # noqa: E402
 
@@ -58,7 +59,8 @@ SPECS = METRICS
 
 
 def resolve_metrics(spec: str | list[str]) -> list[str]:
-    """'mig,sap' or 'all' -> a list of registered metric names (unknown names are an error).
+    """'mig,sap' or 'all' -> a list of registered metric names (unknown names are an error). 'all' is every
+    metric that runs on any factor dataset; 'all,recombination' adds the one that needs holes.
 
     Example:
 
@@ -67,15 +69,20 @@ def resolve_metrics(spec: str | list[str]) -> list[str]:
         ['mig', 'sap']
         >>> resolve_metrics("all")
         ['beta_vae_score', 'dci', 'factor_vae_score', 'mig', 'im', 'irs', 'modularity', 'sap', 'unsupervised']
+        >>> resolve_metrics("mig,all,recombination")[-2:]       # each once, in the order given
+        ['unsupervised', 'recombination']
         >>> resolve_metrics("mig,nig")
         Traceback (most recent call last):
         ...
         disentkit.registry.UnknownName: unknown metric 'nig'; choose one of: beta_vae_score, ... or 'all'
     """
-    names = list(METRICS) if spec in ("all", ["all"]) else (spec.split(",") if isinstance(spec, str) else spec)
-    names = [n.strip() for n in names if n.strip()]
-    for n in names:
-        METRICS[n]  # an unknown name is a one-line error naming the choices
+    given = spec.split(",") if isinstance(spec, str) else list(spec)
+    names: list[str] = []
+    for n in (n.strip() for n in given if n.strip()):
+        for name in ([m for m in METRICS if METRICS[m].in_all] if n == "all" else [n]):
+            METRICS[name]  # an unknown name is a one-line error naming the choices
+            if name not in names:
+                names.append(name)
     return names
 
 

@@ -82,8 +82,14 @@ def representation_function(vae: torch.nn.Module, representation: str = "mean", 
             return mu
         return mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=gen, device=device)
 
+    @torch.inference_mode()
+    def decode(z: torch.Tensor) -> torch.Tensor:
+        """Logits (N, C, H, W) of codes (N, D): what the recombination metric reconstructs from."""
+        return net.decode(z.to(device))
+
     encode.device = device  # type: ignore[attr-defined]
     encode.deterministic = representation == "mean"  # type: ignore[attr-defined]
+    encode.decode = decode  # type: ignore[attr-defined]
     return encode
 
 
@@ -304,6 +310,8 @@ class MetricSpec:
     paper: str = ""
     #: parameters that only change how it runs (n_jobs), left out of the recorded ``params``
     runtime_params: tuple[str, ...] = field(default=())
+    #: part of ``--metrics all`` (False: a metric that needs something not every dataset has, e.g. holes)
+    in_all: bool = True
 
     def __call__(self, encode_fn: EncodeFn, dataset: FactorDataset, seed: int = 0, **params) -> dict:
         """The metric of one encoder on one dataset (same seed, same value)."""
@@ -342,7 +350,7 @@ def run_metrics(specs: list[MetricSpec], encode_fn: EncodeFn, dataset: FactorDat
     for s in specs:
         codes = {k: source.codes(f) for k, f in draws[s.name].items() if not k.startswith("_")}
         out = s.score(codes, draws[s.name], dataset=dataset, seed=seed, encoder_device=str(source.device),
-                      **merged[s.name])
+                      decode=getattr(encode_fn, "decode", None), **merged[s.name])
         out["params"] = {**{k: v for k, v in merged[s.name].items() if k not in s.runtime_params}, "seed": seed}
         results[s.name] = out
     return results

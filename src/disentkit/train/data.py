@@ -44,15 +44,20 @@ def num_held_out(n: int, fraction: float) -> int:
 
 
 def plan_indices(num_images: int, fractions: tuple[float, float, float], subsample: int = 0,
-                 data_seed: int = 0) -> Indices:
+                 data_seed: int = 0, allowed: np.ndarray | None = None) -> Indices:
     """The subset (``subsample`` > 0: that many images, drawn without replacement) and its split into
-    train / validation / test by one permutation: validation first, then test, then train."""
-    pool = None
+    train / validation / test by one permutation: validation first, then test, then train. ``allowed``
+    (sorted indices: a dataset's :meth:`~disentkit.data.FactorDataset.training_images`, holes left out)
+    is the pool everything is drawn from; None: every image."""
+    pool = None if allowed is None else np.asarray(allowed, dtype=np.int64)
+    available = num_images if pool is None else len(pool)
     if subsample:
-        if subsample > num_images:
-            raise DisentkitError(f"--subsample {subsample} is more than the dataset's {num_images:,} images")
+        if subsample > available:
+            what = "dataset's" if pool is None else "dataset's trainable (outside its holes)"
+            raise DisentkitError(f"--subsample {subsample} is more than the {what} {available:,} images")
         rng = np.random.default_rng([data_seed, 1])
-        pool = np.sort(rng.choice(num_images, size=subsample, replace=False))
+        picked = np.sort(rng.choice(available, size=subsample, replace=False))
+        pool = picked if pool is None else pool[picked]
     n = num_images if pool is None else len(pool)
     n_val, n_test = num_held_out(n, fractions[1]), num_held_out(n, fractions[2])
     if n_val + n_test >= n:

@@ -87,7 +87,7 @@ class Session:
         s.dataset.place(s.device)
         s.user_vae = vae  # a user's encoder/decoder, wrapped and checked by run.user_vae
         s.indices: Indices = plan_indices(s.dataset.num_images, config.split_fractions(), config.subsample,
-                                          config.data_seed)
+                                          config.data_seed, s.dataset.training_images())
         per_epoch = s.indices.num_train // config.batch_size
         if config.epochs and per_epoch == 0:
             raise DisentkitError(f"--batch-size {config.batch_size} exceeds the {s.indices.num_train:,} training "
