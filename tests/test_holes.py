@@ -160,3 +160,14 @@ def test_evaluate_all_and_recombination_on_a_run_with_holes(tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", str(run), "--metrics", "recombination", "--dataset", DS,
                  "--out", str(tmp_path / "plain.json")]) == 2
     assert "needs a dataset with held-out combinations" in capsys.readouterr().err
+
+
+def test_a_sweep_skips_recombination_where_there_are_no_holes_and_says_so(tmp_path):
+    from disentkit.evaluate import evaluate_checkpoint
+
+    run = fit(TrainConfig(model="beta_vae", steps=2, batch_size=8, latent_dim=3, threads=1, progress=False,
+                          out=str(tmp_path / "plain")))
+    record, _ = evaluate_checkpoint(run, ["mig", "recombination"], params={"mig": {"num_train": 300}},
+                                    only_applicable=True)
+    assert list(record["results"]) == ["mig"]
+    assert record["skipped"] == {"recombination": "does not apply to dsprites_procedural"}

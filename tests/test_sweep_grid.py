@@ -131,7 +131,10 @@ def test_every_ready_made_config_expands(path):
     assert raw.get("description"), f"{path.name} needs a description"
     sw = load_sweep(path, steps=20)
     assert sw.runs and all(r.train["steps"] <= 20 for r in sw.runs)
-    missing = ({r.model for r in sw.runs} - set(OBJECTIVES)) | ({r.dataset for r in sw.runs} - set(DATASETS)) \
+    from disentkit.data import split_variants
+
+    missing = ({r.model for r in sw.runs} - set(OBJECTIVES)) \
+        | ({split_variants(r.dataset)[0] for r in sw.runs} - set(DATASETS)) \
         | ({m for r in sw.runs for m in r.metrics} - set(METRICS))
     if missing:
         with pytest.raises(DisentkitError, match="unknown"):
@@ -155,6 +158,27 @@ def test_reference_grids():
     assert all(r.train["hparams"]["lambda_d_factor"] == 10 for r in dip1)            # λ_d = 10·λ_od
     dip2 = [r for r in study.runs if r.stage == "dip_vae_ii"]
     assert all(r.train["hparams"]["lambda_d_factor"] == 1 for r in dip2)             # λ_d = λ_od
+
+
+def test_the_correlated_benchmark_and_its_laptop_scaling():
+    sw = load_sweep(REPO / "src/disentkit/configs/sweeps/correlated.yaml")
+    assert len(sw.runs) == 7 * 5 * 5 and {r.train["steps"] for r in sw.runs} == {300000}
+    assert {r.model for r in sw.runs} == {"beta_vae", "factor_vae", "beta_tcvae", "hfs_vae", "adaptive_beta_vae",
+                                          "pairwise_adaptive_vae", "ada_gvae"}
+    assert sorted({r.dataset for r in sw.runs})[-1] == "dsprites_procedural:holes(recombination_to_range)"
+    cpu = load_sweep(REPO / "src/disentkit/configs/sweeps/correlated.yaml", steps=1000, seeds=[0],
+                     metric_params={"dci": {"num_train": 2000, "num_test": 1000}})
+    assert len(cpu.runs) == 35 and {r.train["steps"] for r in cpu.runs} == {1000}
+    assert all(r.metrics["dci"] == {"num_train": 2000, "num_test": 1000} and r.metrics["mig"] == {} for r in cpu.runs)
+    with pytest.raises(DisentkitError, match="'sap' is not one of this sweep's metrics \\(mig, dci, recombination\\)"):
+        load_sweep(REPO / "src/disentkit/configs/sweeps/correlated.yaml", metric_params={"sap": {"num_train": 10}})
+
+
+def test_dataset_lists_keep_commas_inside_variants():
+    from disentkit.sweep.cli import split_top_level
+
+    assert split_top_level("dsprites_procedural, dsprites_procedural:corr(posX,posY,0.2),shapes3d_procedural") == [
+        "dsprites_procedural", "dsprites_procedural:corr(posX,posY,0.2)", "shapes3d_procedural"]
 
 
 def test_eta_fits_fixed_and_per_step_cost():

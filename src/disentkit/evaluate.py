@@ -22,14 +22,17 @@ def evaluate_checkpoint(checkpoint: str | Path, metrics: str | list[str] = "mig"
                         data_root: str | None = None, seed: int = 0, representation: str = "mean",
                         params: dict[str, dict[str, Any]] | None = None, device: str = "cpu",
                         baseline: bool = False, out: str | Path | None = None,
-                        vae: Any = None, allow_partial: bool = False) -> tuple[dict[str, Any], Path]:
+                        vae: Any = None, allow_partial: bool = False,
+                        only_applicable: bool = False) -> tuple[dict[str, Any], Path]:
     """Score ``checkpoint`` (a run folder or a ``.safetensors`` file) with ``metrics`` on ``dataset``
     (default: the one it was trained on); with ``baseline`` also the same model untrained (its initial
     weights). Writes the record to ``out`` (default: ``metrics.json`` beside the checkpoint) atomically and
     returns it with its path. ``params`` overrides metric defaults, e.g. ``{"dci": {"num_train": 2000}}``.
     A run of your own VAE loads into ``vae``, a fresh instance of its class; its baseline is that instance
     as it was passed (untrained). A run that has not finished (training, killed, diverged) is an error unless
-    ``allow_partial``; its record then says so (``partial``: why, and the checkpoint's step)."""
+    ``allow_partial``; its record then says so (``partial``: why, and the checkpoint's step). With
+    ``only_applicable`` (sweeps: one metric list for many datasets) a metric that cannot score on the dataset
+    (``recombination`` without holes) is left out and listed under ``skipped``."""
     from .data import get_dataset
     from .metrics import evaluate, representation_function, resolve_metrics
     from .metrics.record import earlier_record, evaluation_context
@@ -52,6 +55,13 @@ def evaluate_checkpoint(checkpoint: str | Path, metrics: str | list[str] = "mig"
     untrained = copy.deepcopy(vae) if baseline and vae is not None else None  # before the run's weights go in
     ck = load_checkpoint(checkpoint, device=dev, vae=vae)
     ds = get_dataset(dataset or ck.config["dataset"], data_root=data_root or ck.config.get("data_root"))
+    skipped = {}
+    if only_applicable:
+        from .metrics import METRICS
+
+        skipped = {n: f"does not apply to {ds.name}" for n in names
+                   if METRICS[n].applies is not None and not METRICS[n].applies(ds)}
+        names = [n for n in names if n not in skipped]
     results = evaluate(representation_function(ck.vae, representation, seed=seed), ds, names, seed=seed,
                        params=params)
     path = Path(out) if out else ck.path.parent / "metrics.json"
@@ -60,6 +70,8 @@ def evaluate_checkpoint(checkpoint: str | Path, metrics: str | list[str] = "mig"
     record.update(context)
     record.setdefault("results", {}).update(results)
     record.pop("partial", None)
+    if skipped:
+        record["skipped"] = skipped
     if not status.finished:
         record["partial"] = {"why": status.why, "step": int(json.loads(ck.meta.get("step", "0")))}
     if baseline:

@@ -312,6 +312,8 @@ class MetricSpec:
     runtime_params: tuple[str, ...] = field(default=())
     #: part of ``--metrics all`` (False: a metric that needs something not every dataset has, e.g. holes)
     in_all: bool = True
+    #: whether it can score on a dataset (None: any); a sweep skips it, and says so, where it cannot
+    applies: Callable[[FactorDataset], bool] | None = None
 
     def __call__(self, encode_fn: EncodeFn, dataset: FactorDataset, seed: int = 0, **params) -> dict:
         """The metric of one encoder on one dataset (same seed, same value)."""

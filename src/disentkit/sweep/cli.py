@@ -23,7 +23,8 @@ def add_parsers(sub, formatter: type[argparse.HelpFormatter]) -> None:
     p.add_argument("--datasets", help="comma-separated datasets replacing the config's (e.g. dsprites,mpi3d_real)")
     p.add_argument("--metrics", help="comma-separated metrics replacing the config's (e.g. mig)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="setting applied to every run, e.g. --set batch_size=32 (repeatable)")
+                   help="setting applied to every run, e.g. --set batch_size=32, or a metric's, e.g. --set "
+                        "dci.num_train=2000 (repeatable)")
     p.add_argument("--backend", default="local", choices=["local", "ray"], help="where runs execute")
     p.add_argument("--workers", type=int, help="runs at a time (local: processes, default 1; ray: at most N, "
                                                  "default: as many as the cluster's resources allow)")
@@ -67,25 +68,43 @@ def check_sweep_flags(args: argparse.Namespace) -> None:
             raise DisentkitError(msg)
 
 
+def split_top_level(text: str) -> list[str]:
+    """'a,b:corr(x,y,0.2)' -> ['a', 'b:corr(x,y,0.2)']: commas inside parentheses stay."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    return [p for p in [*parts, cur.strip()] if p]
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from . import load_sweep, run_sweep
     from .grid import _number, validate_runs
 
-    overrides = {}
+    overrides: dict = {}
+    metric_params: dict[str, dict] = {}
     for item in args.set:
         if "=" not in item:
             raise DisentkitError(f"--set expects KEY=VALUE, got '{item}'")
         k, v = item.split("=", 1)
-        overrides[k.strip().replace("-", "_")] = _number(v.strip())
+        metric, dot, param = k.strip().partition(".")
+        if dot:                       # METRIC.PARAM=VALUE: a metric's setting, e.g. dci.num_train=2000
+            metric_params.setdefault(metric, {})[param] = _number(v.strip())
+        else:
+            overrides[k.strip().replace("-", "_")] = _number(v.strip())
     check_sweep_flags(args)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-    datasets = [d.strip() for d in args.datasets.split(",")] if args.datasets else None
+    datasets = split_top_level(args.datasets) if args.datasets else None
     metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
     from ..configs import resolve_config
 
     args.config = resolve_config(args.config, "sweeps")
     sweep = load_sweep(args.config, steps=args.steps, seeds=seeds, datasets=datasets, overrides=overrides,
-                       metrics=metrics)
+                       metrics=metrics, metric_params=metric_params)
     if args.dry_run:
         validate_runs(sweep.runs)
         for r in sweep.runs:

@@ -87,7 +87,7 @@ def _score_and_finish(spec: RunSpec, folder: Path, settings: dict[str, Any], t0:
     evaluate_checkpoint(folder / "model.safetensors", list(spec.metrics), dataset=spec.dataset,
                         data_root=settings.get("data_root"), seed=int(ev.get("seed", 0)),
                         representation=ev.get("representation", "mean"), params=spec.metrics,
-                        device=settings.get("device", "auto"))
+                        device=settings.get("device", "auto"), only_applicable=True)
     seconds = time.time() - t0
     write_atomic(folder / DONE, json.dumps({"run_id": spec.run_id, "config_hash": spec.config_hash,
                                             "seconds": round(seconds, 2),

@@ -229,8 +229,9 @@ def _slug(s: str) -> str:
 
 def load_sweep(path: str | Path, steps: int | None = None, seeds: list[int] | None = None,
                datasets: list[str] | None = None, overrides: dict[str, Any] | None = None,
-               metrics: list[str] | None = None) -> Sweep:
-    """Read a sweep YAML and expand it (see :func:`expand`); ``metrics`` replaces the config's metrics.
+               metrics: list[str] | None = None, metric_params: dict[str, dict[str, Any]] | None = None) -> Sweep:
+    """Read a sweep YAML and expand it (see :func:`expand`); ``metrics`` replaces the config's metrics and
+    ``metric_params`` updates their settings (``{"dci": {"num_train": 2000}}``).
 
     Example:
         The shipped ``quick`` sweep (3 β-VAE runs, then 2 λβ-VAE runs from each), one seed, a tenth of its
@@ -248,6 +249,14 @@ def load_sweep(path: str | Path, steps: int | None = None, seeds: list[int] | No
     raw.setdefault("name", Path(path).stem)
     if metrics:
         raw["metrics"] = list(metrics)
+    if metric_params:
+        merged = _metrics(raw.get("metrics"))
+        for name, kw in metric_params.items():
+            if name not in merged:
+                raise DisentkitError(f"--set {name}.…: '{name}' is not one of this sweep's metrics "
+                                     f"({', '.join(merged)})")
+            merged[name].update(kw)
+        raw["metrics"] = merged
     return expand(raw, steps=steps, seeds=seeds, datasets=datasets, overrides=overrides)
 
 
