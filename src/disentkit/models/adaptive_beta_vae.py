@@ -18,7 +18,7 @@ whose posterior is the prior, from looking correlated through noise in tiny mean
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -33,6 +33,25 @@ def pairwise_gaussian_mi(cov: torch.Tensor) -> torch.Tensor:
     rho = (cov / (sd[:, None] * sd[None, :])).clamp(-RHO_MAX, RHO_MAX)
     mi = -0.5 * torch.log1p(-rho.square())
     return mi - torch.diag_embed(torch.diagonal(mi))
+
+
+def posterior_covariance(out: VAEOutput) -> torch.Tensor:
+    """(D, D) covariance of q(z) on the batch: Cov(μ) + diag E[σ²] (DIP-VAE-II's matrix)."""
+    return batch_covariance(out.mu) + torch.diag(out.logvar.exp().mean(0))
+
+
+@torch.no_grad()
+def fold_covariance(objective: Objective, cov: torch.Tensor, step: torch.Tensor, new: Callable,
+                    kept: torch.Tensor) -> torch.Tensor:
+    """Ĉ ← m·Ĉ + (1 − m)·C in ``objective.cov_ema`` (m = its ``cov_momentum``, 0 at the first update) and the
+    update counted; returns ``new`` once ``step`` ≥ ``beta_warmup``, else ``kept``. ``new`` is a function of Ĉ
+    called after the fold. Tensor operations only (no ``int()`` of a device value): a captured step replays it."""
+    m = (objective.updates > 0).double() * objective.cov_momentum  # in double, as a float would be
+    objective.cov_ema.mul_(m).add_((1 - m) * cov.detach())
+    objective.updates += 1
+    value = new(objective.cov_ema)
+    warm = torch.as_tensor(step, device=value.device) >= objective.beta_warmup
+    return torch.where(warm, value, kept)
 
 
 def adaptive_betas(cov: torch.Tensor, beta: float, kappa: float, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,14 +88,11 @@ class AdaptiveBetaVAE(Objective):
     def update(self, out: VAEOutput, step: torch.Tensor) -> None:
         """Fold this batch's covariance of q(z) into the running estimate and recompute the β_j. Tensor
         operations only (no ``int()`` of a device value): a captured step replays it as it is."""
-        cov = batch_covariance(out.mu) + torch.diag(out.logvar.exp().mean(0))
-        m = (self.updates > 0).double() * self.cov_momentum  # 0 at the first update; in double, as a float would be
-        self.cov_ema.mul_(m).add_((1 - m) * cov)
-        self.updates += 1
-        betas, score = adaptive_betas(self.cov_ema, self.beta, self.kappa, self.tau)
-        self.entanglement.copy_(score)
-        warm = torch.as_tensor(step, device=betas.device) >= self.beta_warmup
-        self.betas.copy_(torch.where(warm, betas, self.betas))
+        def betas_of(cov_ema: torch.Tensor) -> torch.Tensor:
+            betas, score = adaptive_betas(cov_ema, self.beta, self.kappa, self.tau)
+            self.entanglement.copy_(score)
+            return betas
+        self.betas.copy_(fold_covariance(self, posterior_covariance(out), step, betas_of, self.betas))
 
     def loss(self, out: VAEOutput, x: torch.Tensor, step: torch.Tensor) -> LossTerms:
         rec, kl, logs = self.base_terms(out, x)

@@ -27,13 +27,8 @@ from typing import Any
 
 import torch
 
-from .adaptive_beta_vae import pairwise_gaussian_mi
-from .base import HParam, LossTerms, Objective, VAEOutput, batch_covariance, register
-
-
-def posterior_covariance(out: VAEOutput) -> torch.Tensor:
-    """(D, D) covariance of q(z) on the batch: Cov(μ) + diag E[σ²] (DIP-VAE-II's matrix)."""
-    return batch_covariance(out.mu) + torch.diag(out.logvar.exp().mean(0))
+from .adaptive_beta_vae import fold_covariance, pairwise_gaussian_mi, posterior_covariance
+from .base import HParam, LossTerms, Objective, VAEOutput, register
 
 
 def pair_betas(cov: torch.Tensor, beta: float, kappa: float, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,13 +74,11 @@ class PairwiseAdaptiveVAE(Objective):
     def update(self, cov: torch.Tensor, step: torch.Tensor) -> None:
         """Fold this batch's covariance into Ĉ and recompute the β_jk (tensor operations only, as
         ``adaptive_beta_vae``: a captured step replays it as it is)."""
-        m = (self.updates > 0).double() * self.cov_momentum      # 0 at the first update
-        self.cov_ema.mul_(m).add_((1 - m) * cov.detach())
-        self.updates += 1
-        betas, dep = pair_betas(self.cov_ema, self.beta, self.kappa, self.tau)
-        self.dependence.copy_(dep)
-        warm = torch.as_tensor(step, device=betas.device) >= self.beta_warmup
-        self.pair_beta.copy_(torch.where(warm, betas, self.pair_beta))
+        def betas_of(cov_ema: torch.Tensor) -> torch.Tensor:
+            betas, dep = pair_betas(cov_ema, self.beta, self.kappa, self.tau)
+            self.dependence.copy_(dep)
+            return betas
+        self.pair_beta.copy_(fold_covariance(self, cov, step, betas_of, self.pair_beta))
 
     def loss(self, out: VAEOutput, x: torch.Tensor, step: torch.Tensor) -> LossTerms:
         rec, kl, logs = self.base_terms(out, x)
