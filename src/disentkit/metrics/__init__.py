@@ -27,7 +27,7 @@ Example:
     >>> {factor: round(v, 1) for factor, v in result["mig_per_factor"].items()}
     {'shape': 0.0, 'scale': 0.0, 'orientation': 0.0, 'posX': 0.6, 'posY': 0.6}
     >>> list(METRICS)
-    ['beta_vae_score', 'dci', 'factor_vae_score', 'mig', 'im', 'irs', 'modularity', 'recombination', 'sap', 'unsupervised']
+    ['beta_vae_score', 'dci', 'downstream_task', 'factor_vae_score', 'mig', 'im', 'irs', 'modularity', 'recombination', 'sap', 'unsupervised']
     >>> METRICS["mig"].defaults, SPECS is METRICS
     ({'num_train': 10000, 'num_bins': 20}, True)
 """
@@ -45,6 +45,7 @@ import_all(__name__, __path__, skip=lambda name: name in ("utils", "record"))
 
 from .beta_vae_score import beta_vae_score  # noqa: E402  (the API's names; registration happened above)
 from .dci import completeness, dci, dci_from_codes, disentanglement  # noqa: E402
+from .downstream import downstream_from_codes, downstream_task  # noqa: E402
 from .factor_vae_score import factor_vae_from_codes, factor_vae_score  # noqa: E402
 from .im import im, im_from_codes, im_from_mi  # noqa: E402
 from .irs import irs, irs_from_codes  # noqa: E402
@@ -58,9 +59,16 @@ from .unsupervised import unsupervised, unsupervised_from_codes  # noqa: E402
 SPECS = METRICS
 
 
+def in_group(word: str) -> list[str]:
+    """The metrics ``--metrics all`` (disentanglement_lib's suite) or ``--metrics extended`` (and newer) runs."""
+    groups = ("all",) if word == "all" else ("all", "extended")
+    return [m for m in METRICS if METRICS[m].group in groups]
+
+
 def resolve_metrics(spec: str | list[str]) -> list[str]:
-    """'mig,sap' or 'all' -> a list of registered metric names (unknown names are an error). 'all' is every
-    metric that runs on any factor dataset; 'all,recombination' adds the one that needs holes.
+    """'mig,sap', 'all' or 'extended' -> a list of registered metric names (unknown names are an error). 'all'
+    is disentanglement_lib's suite, 'extended' adds the newer scores (downstream task, …); 'all,recombination'
+    adds the one that needs holes.
 
     Example:
 
@@ -71,6 +79,8 @@ def resolve_metrics(spec: str | list[str]) -> list[str]:
         ['beta_vae_score', 'dci', 'factor_vae_score', 'mig', 'im', 'irs', 'modularity', 'sap', 'unsupervised']
         >>> resolve_metrics("mig,all,recombination")[-2:]       # each once, in the order given
         ['unsupervised', 'recombination']
+        >>> [m for m in resolve_metrics("extended") if m not in resolve_metrics("all")]
+        ['downstream_task']
         >>> resolve_metrics("mig,nig")
         Traceback (most recent call last):
         ...
@@ -79,7 +89,7 @@ def resolve_metrics(spec: str | list[str]) -> list[str]:
     given = spec.split(",") if isinstance(spec, str) else list(spec)
     names: list[str] = []
     for n in (n.strip() for n in given if n.strip()):
-        for name in ([m for m in METRICS if METRICS[m].in_all] if n == "all" else [n]):
+        for name in (in_group(n) if n in ("all", "extended") else [n]):
             METRICS[name]  # an unknown name is a one-line error naming the choices
             if name not in names:
                 names.append(name)
@@ -155,7 +165,7 @@ def evaluate(encode_fn: EncodeFn, dataset, metrics: str | list[str] = "mig", see
 
 
 __all__ = ["CodeSource", "METRICS", "MetricSpec", "SPECS", "EncodeFn", "as_encode_fn", "beta_vae_score", "completeness", "dci",
-           "dci_from_codes", "disentanglement", "evaluate", "factor_vae_from_codes", "factor_vae_score",
+           "dci_from_codes", "disentanglement", "downstream_from_codes", "downstream_task", "in_group", "recombination", "evaluate", "factor_vae_from_codes", "factor_vae_score",
            "generate_batch_factor_code", "im", "im_from_codes", "im_from_mi", "irs", "irs_from_codes", "mig", "mig_from_codes", "modularity",
            "modularity_from_codes", "modularity_from_mi", "monitoring_params", "representation_function",
            "resolve_metrics", "sap",

@@ -73,7 +73,7 @@ def _score(codes: dict, factors: dict, dataset: FactorDataset, num_bins: int, de
 
 SPEC = METRICS.register(MetricSpec("recombination", _sample, _score, {"num_images": 10_000, "num_bins": 20},
                                    paper="Montero et al. 2021, The role of disentanglement in generalisation",
-                                   in_all=False, applies=lambda ds: hasattr(ds, "held_out_images")))
+                                   group="named", applies=lambda ds: hasattr(ds, "held_out_images")))
 
 
 def recombination(encode_fn: EncodeFn, dataset: FactorDataset, seed: int = 0, **params) -> dict:

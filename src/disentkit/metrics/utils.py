@@ -310,8 +310,9 @@ class MetricSpec:
     paper: str = ""
     #: parameters that only change how it runs (n_jobs), left out of the recorded ``params``
     runtime_params: tuple[str, ...] = field(default=())
-    #: part of ``--metrics all`` (False: a metric that needs something not every dataset has, e.g. holes)
-    in_all: bool = True
+    #: which ``--metrics`` word includes it: ``"all"`` (disentanglement_lib's suite), ``"extended"`` (``all``
+    #: plus the newer scores), ``"named"`` (only by its name: a metric that needs holes)
+    group: str = "all"
     #: whether it can score on a dataset (None: any); a sweep skips it, and says so, where it cannot
     applies: Callable[[FactorDataset], bool] | None = None
 
@@ -331,8 +332,10 @@ def check_params(spec: MetricSpec, params: dict[str, Any]) -> dict[str, Any]:
                              f"it takes: {', '.join(spec.defaults)}")
     merged = {**spec.defaults, **params}
     for k, v in merged.items():
-        if (k.startswith("num_") or k == "batch_size") and (not isinstance(v, (int, np.integer)) or v < 2):
-            raise DisentkitError(f"metric '{spec.name}': {k} must be an integer ≥ 2, got {v!r}")
+        sizes = list(v) if isinstance(v, (list, tuple)) and v else [v]     # a list: several sizes (downstream)
+        if (k.startswith("num_") or k == "batch_size") and not all(
+                isinstance(x, (int, np.integer)) and not isinstance(x, bool) and x >= 2 for x in sizes):
+            raise DisentkitError(f"metric '{spec.name}': {k} must be an integer ≥ 2 (or a list of them), got {v!r}")
     return merged
 
 
