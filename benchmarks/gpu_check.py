@@ -34,6 +34,8 @@ from disentkit.data import get_dataset                                   # noqa:
 from disentkit.models import OBJECTIVES                                  # noqa: E402
 from disentkit.train import TrainConfig                                  # noqa: E402
 from disentkit.train.fast import autocast_for                            # noqa: E402
+from disentkit.data.pairs import partner_indices                         # noqa: E402
+from disentkit.train.data import pair_k                                  # noqa: E402
 from disentkit.train.members import Single, Stacked                      # noqa: E402
 from disentkit.train.step import Step, make_optimizers                   # noqa: E402
 
@@ -84,11 +86,15 @@ def member_cfg(model: str, seed: int = 1, **hp) -> dict:
 def inputs(cfgs: list[dict], steps: int, batch: int) -> tuple[list[torch.Tensor], list[dict]]:
     """CPU batches and step noise: the CPU members' own draws, which the device run gets copies of."""
     ds = get_dataset("dsprites_procedural")
-    g = torch.Generator().manual_seed(0)
-    shape = (len(cfgs), batch) if len(cfgs) > 1 else (batch,)
-    batches = [ds.images_at(torch.randint(ds.num_images, shape, generator=g).flatten()).view(*shape, 1, 64, 64)
-               for _ in range(steps)]
     ref = members_for(cfgs, torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    k = pair_k(ref.objective)          # Ada-VAE trains on pairs: B first images, then their B partners
+    shape = (len(cfgs), batch) if len(cfgs) > 1 else (batch,)
+    batches = []
+    for _ in range(steps):
+        first = torch.randint(ds.num_images, shape, generator=g).view(-1, batch)
+        idx = first if k is None else torch.cat([first, torch.stack([partner_indices(ds, f, k, g) for f in first])], 1)
+        batches.append(ds.images_at(idx.flatten()).view(*shape[:-1], idx.shape[1], 1, 64, 64))
     return batches, [ref.draw_noise(batch) for _ in range(steps)]
 
 

@@ -102,7 +102,7 @@ def test_batches_never_draw_a_held_out_image(pairs_k, epochs):
             assert not hole[partners].any()
 
 
-@pytest.mark.parametrize("ensemble", [None, ["seed=0,1"]])
+@pytest.mark.parametrize("ensemble", [None, pytest.param(["seed=0,1"], marks=pytest.mark.slow)])
 def test_training_never_gathers_a_held_out_image(tmp_path, monkeypatch, ensemble):
     ds_name = f"{DS}:corr(posX,posY,0.2):holes(recombination_to_range)"
     hole = set(get_dataset(ds_name).held_out_images().tolist())

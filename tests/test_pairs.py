@@ -177,3 +177,31 @@ def test_fused_ada_members_match_their_single_runs(tmp_path, impl):
         a, b = load_checkpoint(single), load_checkpoint(member)
         for k, v in a.state.items():
             torch.testing.assert_close(b.state[k], v, rtol=1e-3, atol=1e-5, msg=k)
+
+
+class Reads(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts tensor values read back to Python (``int(t)``, ``t.item()``): a device sync on a GPU."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("name", ["dsprites_procedural", "dsprites_procedural:corr(posX,posY,0.2)"])
+@pytest.mark.parametrize("k", [2, -1])
+def test_drawing_partners_reads_nothing_back_from_the_device(name, k):
+    """CUDA_SUSPECTS-style: a pair batch is drawn with device operations only (the movable-factor count
+    comes from the host), so training's pairs cost no sync per step on a GPU."""
+    ds = get_dataset(name)
+    first = torch.randint(ds.num_images, (64,), generator=torch.Generator().manual_seed(0))
+    allowed = torch.ones(ds.num_images, dtype=torch.bool)
+    ds.index_to_factors(first), ds._index_tables(first.device)        # the cached tables, made outside
+    with Reads() as reads:
+        partner_indices(ds, first, k, torch.Generator().manual_seed(1))
+        partner_indices(ds, first, k, torch.Generator().manual_seed(1), allowed)
+    assert reads.count == 0

@@ -69,7 +69,7 @@ def _rows(run: Path) -> list[list[str]]:
     return out
 
 
-@pytest.mark.parametrize("case", ["beta_vae", "ada_gvae", pytest.param("factor_vae", marks=pytest.mark.slow),
+@pytest.mark.parametrize("case", ["beta_vae", pytest.param("ada_gvae", marks=pytest.mark.slow), pytest.param("factor_vae", marks=pytest.mark.slow),
                                   pytest.param("ensemble", marks=pytest.mark.slow)])
 def test_kill_9_then_resume_gives_the_uninterrupted_weights(tmp_path, case):
     args = [*COMMON, *CASES[case]]

@@ -19,12 +19,16 @@ import torch
 from ..errors import DisentkitError
 
 
-def changed_factors(sizes: torch.Tensor, n: int, k: int, generator: torch.Generator) -> torch.Tensor:
+def changed_factors(sizes: torch.Tensor, n: int, k: int, generator: torch.Generator,
+                    free: int | None = None) -> torch.Tensor:
     """Bool (n, F): the factors each pair changes — ``k`` of those with more than one value (all of them
-    if fewer), or for ``k = -1`` a count drawn per pair from 1..F'−1."""
+    if fewer), or for ``k = -1`` a count drawn per pair from 1..F'−1. ``sizes``: the factor sizes on the
+    generator's device; ``free``: how many exceed 1, when the caller knows it on the host (else it is read
+    back from the device: a sync, which training's batches avoid)."""
     device = generator.device
     movable = sizes > 1
-    free = int(movable.sum())
+    if free is None:
+        free = int(movable.sum())
     if free == 0:
         raise DisentkitError("pairs need a factor with more than one value to change")
     if k == -1:
@@ -69,7 +73,7 @@ def partner_indices(dataset, first: torch.Tensor, k: int, generator: torch.Gener
     t = 1 if allowed is None else tries
     factors = dataset.index_to_factors(first).repeat(t, 1)              # (t·n, F): try-major
     sizes = dataset._index_tables(factors.device)[1]
-    changed = changed_factors(sizes, len(factors), k, generator)
+    changed = changed_factors(sizes, len(factors), k, generator, free=sum(s > 1 for s in dataset.factor_sizes))
     candidates = dataset.factors_to_index(dataset.redraw_factors(factors, changed, generator))
     if allowed is None:
         return candidates
