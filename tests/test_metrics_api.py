@@ -32,8 +32,9 @@ def small_ds():
 
 def test_every_metric_registered_with_headline_and_params(small_ds):
     assert set(METRICS) == set(SPECS) == {"mig", "im", "sap", "dci", "factor_vae_score", "beta_vae_score",
-                                          "modularity", "irs", "unsupervised", "recombination"}
-    assert [m for m in METRICS if not METRICS[m].in_all] == ["recombination"]     # it needs holes
+                                          "modularity", "irs", "unsupervised", "recombination", "downstream_task"}
+    assert {m: METRICS[m].group for m in METRICS if METRICS[m].group != "all"} == {
+        "recombination": "named", "downstream_task": "extended"}     # recombination needs holes
     res = evaluate(noisy, small_ds, "all", seed=1, params=SMALL)
     for name, out in res.items():
         assert isinstance(out[name], float), name
@@ -107,7 +108,7 @@ def test_cli_evaluate_all(tiny_run, capsys, tmp_path):
     assert main(args) == 0
     printed = capsys.readouterr().out
     rec = json.loads(out.read_text())
-    in_all = [m for m in METRICS if METRICS[m].in_all]
+    in_all = [m for m in METRICS if METRICS[m].group == "all"]
     assert set(rec["results"]) == set(in_all)
     assert rec["results"]["dci"]["params"]["num_train"] == 100
     for name in in_all:

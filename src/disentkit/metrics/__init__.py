@@ -60,7 +60,14 @@ SPECS = METRICS
 
 
 def in_group(word: str) -> list[str]:
-    """The metrics ``--metrics all`` (disentanglement_lib's suite) or ``--metrics extended`` (and newer) runs."""
+    """The metrics ``--metrics all`` (disentanglement_lib's suite) or ``--metrics extended`` (and newer) runs.
+
+    Example:
+
+        >>> from disentkit.metrics import in_group
+        >>> "downstream_task" in in_group("extended"), "downstream_task" in in_group("all")
+        (True, False)
+    """
     groups = ("all",) if word == "all" else ("all", "extended")
     return [m for m in METRICS if METRICS[m].group in groups]
 
