@@ -91,7 +91,7 @@ def resolve_metrics(spec: str | list[str]) -> list[str]:
         >>> resolve_metrics("mig,nig")
         Traceback (most recent call last):
         ...
-        disentkit.registry.UnknownName: unknown metric 'nig'; choose one of: beta_vae_score, ... or 'all'
+        disentkit.registry.UnknownName: unknown metric 'nig'; choose one of: beta_vae_score, ... or 'all' or 'extended'
     """
     given = spec.split(",") if isinstance(spec, str) else list(spec)
     names: list[str] = []

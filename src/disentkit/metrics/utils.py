@@ -322,7 +322,7 @@ class MetricSpec:
 
 
 #: every metric by name; each metric file registers its :class:`MetricSpec` (``METRICS.register(SPEC)``)
-METRICS: Registry[MetricSpec] = Registry("metric", "or 'all'")
+METRICS: Registry[MetricSpec] = Registry("metric", "or 'all' or 'extended'")
 
 
 def check_params(spec: MetricSpec, params: dict[str, Any]) -> dict[str, Any]:
