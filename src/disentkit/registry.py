@@ -26,7 +26,7 @@ class UnknownName(DisentkitError, KeyError):
         ...     METRICS["nig"]
         ... except KeyError as e:      # also a DisentkitError: the CLI prints it as one line
         ...     print(type(e).__name__, "-", e)
-        UnknownName - unknown metric 'nig'; choose one of: beta_vae_score, ..., unsupervised or 'all'
+        UnknownName - unknown metric 'nig'; choose one of: beta_vae_score, ..., unsupervised or 'all' or 'extended'
     """
 
     def __str__(self) -> str:  # KeyError would quote the message
