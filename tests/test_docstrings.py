@@ -27,10 +27,10 @@ TOP_LEVEL = ("load", "Model")
 DOCTEST_PACKAGES = ("disentkit.data", "disentkit.metrics", "disentkit.models", "disentkit.train", "disentkit.sweep",
                     "disentkit.viz")
 DOCTEST_SKIP = {"disentkit.sweep.html", "disentkit.sweep.plots"}
-DOCTEST_EXTRA = ("disentkit.registry", "disentkit.errors", "disentkit.api")
+DOCTEST_EXTRA = ("disentkit.registry", "disentkit.errors", "disentkit.api", "disentkit.names")
 #: modules that hold examples: a doctest run that finds none there means the examples went missing
 WITH_EXAMPLES = {
-    "disentkit.registry", "disentkit.errors", "disentkit.data", "disentkit.data.base", "disentkit.data.arrays",
+    "disentkit.registry", "disentkit.errors", "disentkit.names", "disentkit.data", "disentkit.data.base", "disentkit.data.arrays",
     "disentkit.metrics", "disentkit.metrics.utils", "disentkit.metrics.measures", "disentkit.metrics.mig",
     "disentkit.metrics.sap", "disentkit.metrics.dci", "disentkit.metrics.modularity", "disentkit.metrics.irs",
     "disentkit.metrics.im", "disentkit.metrics.unsupervised", "disentkit.metrics.factor_vae_score",

@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+from ..names import split_outside_parens
 from ..registry import import_all
 from .base import DATASETS, ArrayFactorDataset, DatasetEntry, Factor, FactorDataset
 
@@ -68,13 +69,7 @@ def get_dataset(name: str, data_root: str | None = None, **kwargs) -> FactorData
 
 def split_variants(name: str) -> list[str]:
     """``base:variant(...):variant(...)`` -> [base, variant, ...]; a colon inside parentheses stays."""
-    parts, depth, start = [], 0, 0
-    for i, ch in enumerate(name):
-        depth += {"(": 1, ")": -1}.get(ch, 0)
-        if ch == ":" and depth == 0:
-            parts.append(name[start:i].strip())
-            start = i + 1
-    return [*parts, name[start:].strip()]
+    return split_outside_parens(name, ":")
 
 
 def register(name: str, build, description: str, procedural: bool = False) -> None:

@@ -127,7 +127,7 @@ class Holes(DatasetVariant):
         if len(train) == 0:
             raise DisentkitError(f"holes({self.expression}) holds out every image of {base.name}: nothing is left "
                                  "to train on")
-        self._train = train
+        self._train, self._held = train, np.flatnonzero(self.held_out)
         constrained = [i for i, a in enumerate(allowed) if not a.all()]
         movable = [i for i, s in enumerate(base.factor_sizes) if s > 1]
         self.kind = (KINDS[0] if len(constrained) == 1 else
@@ -138,9 +138,9 @@ class Holes(DatasetVariant):
 
     def held_out_images(self) -> np.ndarray:
         """Sorted indices of the images in the hole."""
-        return np.flatnonzero(self.held_out)
+        return self._held
 
     def describe(self) -> dict:
         d = super().describe()
-        d["holes"] = {"expression": self.expression, "kind": self.kind, "held_out_images": int(self.held_out.sum())}
+        d["holes"] = {"expression": self.expression, "kind": self.kind, "held_out_images": len(self._held)}
         return d

@@ -250,6 +250,9 @@ class Objective(nn.Module):
     name: ClassVar[str]
     paper: ClassVar[str] = ""
     hparams: ClassVar[tuple[HParam, ...]] = ()
+    #: True: trains on pairs of images (2B a step: B first images, then partners that differ in ``k``
+    #: factors; Ada-GVAE); the engine draws them (:mod:`disentkit.data.pairs`)
+    pairs: ClassVar[bool] = False
 
     def __init__(self, reconstruction: str = "bernoulli", latent_dim: int | None = None,
                  dataset_size: int | None = None, **hp: Any) -> None:

@@ -69,6 +69,7 @@ class PairwiseAdaptiveVAE(Objective):
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
         # the pairs j < k as a 0/1 mask (a product, not boolean indexing: no device sync)
         self.register_buffer("upper", torch.ones(d, d).triu(1), persistent=False)
+        self.num_pairs = max(1, d * (d - 1) // 2)
 
     @torch.no_grad()
     def update(self, cov: torch.Tensor, step: torch.Tensor) -> None:
@@ -85,12 +86,11 @@ class PairwiseAdaptiveVAE(Objective):
         cov = posterior_covariance(out)
         if self.training:
             self.update(cov, step)
-        n_pairs = self.upper.sum()
         mi = pairwise_gaussian_mi(cov) * self.upper              # the batch's I_jk, j < k, differentiable
         correction = ((self.pair_beta - self.beta) * mi).sum()
         loss = rec + self.beta * kl + correction
         pair_beta = torch.where(self.upper > 0, self.pair_beta, torch.full_like(self.pair_beta, float("inf")))
         logs.update(pair_correction=correction, pair_mi=mi.sum(), pair_beta_min=pair_beta.amin(),
-                    pair_beta_mean=(self.pair_beta * self.upper).sum() / n_pairs.clamp_min(1),
+                    pair_beta_mean=(self.pair_beta * self.upper).sum() / self.num_pairs,
                     pair_dependence_max=(self.dependence * self.upper).amax())
         return LossTerms(loss, {"loss": loss, **logs})

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import DisentkitError
+from ..names import split_outside_parens
 
 
 def add_parsers(sub, formatter: type[argparse.HelpFormatter]) -> None:
@@ -70,15 +71,7 @@ def check_sweep_flags(args: argparse.Namespace) -> None:
 
 def split_top_level(text: str) -> list[str]:
     """'a,b:corr(x,y,0.2)' -> ['a', 'b:corr(x,y,0.2)']: commas inside parentheses stay."""
-    parts, depth, cur = [], 0, ""
-    for ch in text:
-        depth += {"(": 1, ")": -1}.get(ch, 0)
-        if ch == "," and depth == 0:
-            parts.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    return [p for p in [*parts, cur.strip()] if p]
+    return [p for p in split_outside_parens(text, ",") if p]
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

@@ -80,7 +80,7 @@ def shared_seed(seeds: list[int]) -> int:
 
 def pair_k(objective: Any) -> int | None:
     """The k of an objective that trains on pairs (``pairs = True``: Ada-GVAE, …), else None."""
-    return int(objective.k) if getattr(type(objective), "pairs", False) else None
+    return int(objective.k) if type(objective).pairs else None
 
 
 class Batches:
@@ -100,7 +100,8 @@ class Batches:
         gen_seeds = [shared_seed(seeds)] if self.shared else seeds
         self.gens = [torch.Generator(device=self.device).manual_seed(int(s)) for s in gen_seeds]
         # the partners' own streams: an epoch's shuffle is redrawn from its start state on resume
-        self.pair_gens = [torch.Generator(device=self.device).manual_seed(int(s) + 7919) for s in gen_seeds]
+        self.pair_gens = [] if pairs_k is None else [torch.Generator(device=self.device).manual_seed(int(s) + 7919)
+                                                     for s in gen_seeds]
         n = dataset.num_images if indices is None else len(indices)
         self.steps_per_epoch = n // batch_size
         if epochs and self.steps_per_epoch == 0:

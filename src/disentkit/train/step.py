@@ -105,11 +105,11 @@ def held_out_losses(members: Members, batches, step: torch.Tensor, seeds: list[i
     phase = type(members.objective).phases[0]
     sums: dict[str, torch.Tensor] = {}
     count = 0
-    pairs = getattr(type(members.objective), "pairs", False)
+    pairs = type(members.objective).pairs
     try:
         for x in batches:
-            noise = members.draw_noise(len(x))
             n = len(x)
+            noise = members.draw_noise(n)
             if pairs:      # an objective trained on pairs scores each held-out image paired with itself
                 x = torch.cat([x, x])
             xb = x if members.num == 1 else x.expand(members.num, *x.shape)
