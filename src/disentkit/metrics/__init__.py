@@ -48,6 +48,7 @@ from .dci import completeness, dci, dci_from_codes, disentanglement  # noqa: E40
 from .downstream import downstream_from_codes, downstream_task  # noqa: E402
 from .factor_vae_score import factor_vae_from_codes, factor_vae_score  # noqa: E402
 from .im import im, im_from_codes, im_from_mi  # noqa: E402
+from .infomec import infomec, infomec_from_codes  # noqa: E402
 from .irs import irs, irs_from_codes  # noqa: E402
 from .mig import mig, mig_from_codes  # noqa: E402
 from .modularity import modularity, modularity_from_codes, modularity_from_mi  # noqa: E402
@@ -96,6 +97,9 @@ def resolve_metrics(spec: str | list[str]) -> list[str]:
     given = spec.split(",") if isinstance(spec, str) else list(spec)
     names: list[str] = []
     for n in (n.strip() for n in given if n.strip()):
+        if n == "udr":   # scores models against each other: not one encoder (metrics/udr.py)
+            raise DisentkitError("udr ranks the runs of a sweep against the other seeds of their configuration, "
+                                 "not one checkpoint: disentkit aggregate SWEEP_DIR --udr")
         for name in (in_group(n) if n in ("all", "extended") else [n]):
             METRICS[name]  # an unknown name is a one-line error naming the choices
             if name not in names:
@@ -173,7 +177,7 @@ def evaluate(encode_fn: EncodeFn, dataset, metrics: str | list[str] = "mig", see
 
 __all__ = ["CodeSource", "METRICS", "MetricSpec", "SPECS", "EncodeFn", "as_encode_fn", "beta_vae_score", "completeness", "dci",
            "dci_from_codes", "disentanglement", "downstream_from_codes", "downstream_task", "in_group", "recombination", "evaluate", "factor_vae_from_codes", "factor_vae_score",
-           "generate_batch_factor_code", "im", "im_from_codes", "im_from_mi", "irs", "irs_from_codes", "mig", "mig_from_codes", "modularity",
+           "generate_batch_factor_code", "im", "im_from_codes", "im_from_mi", "infomec", "infomec_from_codes", "irs", "irs_from_codes", "mig", "mig_from_codes", "modularity",
            "modularity_from_codes", "modularity_from_mi", "monitoring_params", "representation_function",
            "resolve_metrics", "sap",
            "sap_from_codes", "unsupervised", "unsupervised_from_codes"]

@@ -87,9 +87,15 @@ def representation_function(vae: torch.nn.Module, representation: str = "mean", 
         """Logits (N, C, H, W) of codes (N, D): what the recombination metric reconstructs from."""
         return net.decode(z.to(device))
 
+    @torch.inference_mode()
+    def posterior_of(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(μ, log σ²) (N, D) of images: what Chen et al.'s MIG estimates q(z_j) from."""
+        return posterior(x.to(device))
+
     encode.device = device  # type: ignore[attr-defined]
     encode.deterministic = representation == "mean"  # type: ignore[attr-defined]
     encode.decode = decode  # type: ignore[attr-defined]
+    encode.posterior = posterior_of  # type: ignore[attr-defined]
     return encode
 
 
@@ -355,7 +361,8 @@ def run_metrics(specs: list[MetricSpec], encode_fn: EncodeFn, dataset: FactorDat
     for s in specs:
         codes = {k: source.codes(f) for k, f in draws[s.name].items() if not k.startswith("_")}
         out = s.score(codes, draws[s.name], dataset=dataset, seed=seed, encoder_device=str(source.device),
-                      decode=getattr(encode_fn, "decode", None), **merged[s.name])
+                      decode=getattr(encode_fn, "decode", None), posterior=getattr(encode_fn, "posterior", None),
+                      **merged[s.name])
         out["params"] = {**{k: v for k, v in merged[s.name].items() if k not in s.runtime_params}, "seed": seed}
         results[s.name] = out
     return results

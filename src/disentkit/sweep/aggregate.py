@@ -113,7 +113,10 @@ def metric_scalars(results: dict[str, Any]) -> dict[str, float]:
 
 def collect(sweep_dir: str | Path) -> tuple[dict[str, Any], list[RunRecord]]:
     """The sweep record and every run's values (runs not done yet come back with ``done=False``)."""
+    from .udr import read_udr
+
     rec, specs = load_sweep_dir(sweep_dir)
+    udr = read_udr(sweep_dir)          # ``aggregate --udr``: each run's score against its configuration's seeds
     records = []
     for s in specs:
         folder = run_dir(sweep_dir, s.run_id)
@@ -131,6 +134,7 @@ def collect(sweep_dir: str | Path) -> tuple[dict[str, Any], list[RunRecord]]:
             r.factor_names = m.get("factor_names", [])
             r.values.update(metric_scalars(r.metrics))
             r.mig_factors = {k: float(v) for k, v in (r.metrics.get("mig", {}).get("mig_per_factor") or {}).items()}
+            r.values.update(udr.get(s.run_id, {}))
         records.append(r)
     return rec, records
 
@@ -241,6 +245,9 @@ def markdown(rec: dict[str, Any], rows: list[Row], columns: list[str], hps: list
                  f"{n}/{len(row.runs)}", *[cell(row.mean[c], row.std[c]) for c in columns]]
         lines.append("| " + " | ".join(cells) + " |")
     lines += mig_factor_table(rows, hps)
+    from .udr import ranking, ranking_markdown
+
+    lines += ranking_markdown(ranking([r for row in rows for r in row.runs], columns))
     return "\n".join(lines) + "\n"
 
 

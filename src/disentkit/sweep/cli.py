@@ -45,6 +45,12 @@ def add_parsers(sub, formatter: type[argparse.HelpFormatter]) -> None:
 
     p = sub.add_parser("aggregate", help="results table (CSV and Markdown, mean ± std over seeds) of a sweep")
     p.add_argument("sweep_dir", help="a sweep folder written by `disentkit sweep`")
+    p.add_argument("--udr", action="store_true",
+                   help="first score every run with UDR (Duan et al. 2020; no labels) against the other seeds of "
+                        "its configuration, into udr.json; the table then ranks runs by UDR beside MIG, DCI, …")
+    p.add_argument("--udr-points", type=int, default=10_000, help="images UDR compares the models on")
+    p.add_argument("--seed", type=int, default=0, help="seed of UDR's image draw and Lasso")
+    p.add_argument("--device", default="cpu", help="device to encode on for --udr: cpu, cuda, cuda:N or auto")
     p.set_defaults(func=cmd_aggregate)
 
 
@@ -120,6 +126,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_aggregate(args: argparse.Namespace) -> int:
     from .aggregate import aggregate
 
+    if args.udr:
+        from .udr import sweep_udr
+
+        print(f"wrote {sweep_udr(args.sweep_dir, args.udr_points, args.seed, device=args.device)}")
     paths = aggregate(args.sweep_dir)
     print(paths["markdown"].read_text())
     print(f"wrote {paths['csv']}, {paths['runs_csv']} and {paths['markdown']}")

@@ -19,6 +19,7 @@ from ..viz.report import Latent, RunPictures, gif_picture, load_run, per_factor,
 from .aggregate import RunRecord, aggregate, cell, table
 from .grid import _short
 from .plots import make_plots
+from .udr import UDR_COLUMNS, ranking
 
 MAX_RUN_SECTIONS = 48
 
@@ -82,6 +83,17 @@ def _table(rows: list, columns: list[str], hps: list[str]) -> dict[str, Any]:
     return {"head": head, "body": body, "left": 3}
 
 
+def _udr_table(rank: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The UDR ranking (``aggregate --udr``) as a table, with its rank correlations; None without UDR."""
+    if not rank:
+        return None
+    cols = [*UDR_COLUMNS, *rank["metrics"]]
+    body = [[str(k), row["label"], str(row["seed"]), *["" if row[c] is None else f"{row[c]:.3f}" for c in cols]]
+            for k, row in enumerate(rank["rows"], 1)]
+    corr = [(k.replace("~", " vs "), f"{v:+.2f}") for k, v in rank["correlation"].items() if v is not None]
+    return {"head": ["rank", "run", "seed", *cols], "body": body, "left": 2, "corr": corr, "runs": rank["runs"]}
+
+
 def write_sweep_report(sweep_dir: str | Path, out: str | Path | None = None, steps: int = 10, limit: float = 2.0,
                        seed: int = 0, per_run: str = "first-seed") -> Path:
     """Aggregate, plot and write ``report.html`` (in ``out``, default the sweep folder); returns its path."""
@@ -100,7 +112,7 @@ def write_sweep_report(sweep_dir: str | Path, out: str | Path | None = None, ste
     shown = chosen[:MAX_RUN_SECTIONS]
     sections = [run_section(r, out_dir / "report_files" / r.spec.run_id, steps, limit, seed) for r in shown]
     done_ids = {r.spec.run_id for r in records if r.done}
-    page = render("sweep.html.j2", rec=rec, folder=str(sweep_dir), done=len(done_ids), total=len(records),
+    page = render("sweep.html.j2", udr=_udr_table(ranking(records, columns)), rec=rec, folder=str(sweep_dir), done=len(done_ids), total=len(records),
                   failures={k: v for k, v in failures.items() if k not in done_ids}, table=_table(rows, columns, hps),
                   plots=[(p, picture(p.path, p.title)) for p in plots], runs=sections,
                   more=len(chosen) - len(shown), range=range_text(limit))
