@@ -2,6 +2,7 @@
 
     PYTHONPATH=src python benchmarks/bench_metrics.py --checkpoint /tmp/run --threads 2 --repeats 3
     PYTHONPATH=src python benchmarks/bench_metrics.py --checkpoint /tmp/run --dci-only --dci-seeds 5
+    PYTHONPATH=src python benchmarks/bench_metrics.py --checkpoint runs/demo --metrics infomec,dci_es --udr-models 3
 
 Prints: encoder throughput (plain ``no_grad`` forward in 2048-image batches vs disentkit's
 ``representation_function``: channels_last, in-place ReLUs, ``CPU_CHUNK``-image chunks, inference_mode), then each metric run alone (its own sampling and encoding), then
@@ -95,6 +96,8 @@ def main() -> None:
     ap.add_argument("--dci-seeds", type=int, default=0,
                     help="DCI section: exact vs sklearn with this many random states")
     ap.add_argument("--dci-only", action="store_true", help="only the DCI section")
+    ap.add_argument("--udr-models", type=int, default=0,
+                    help="also time UDR of the model and N-1 random-init ones (it scores models against each other)")
     args = ap.parse_args()
     from disentkit.cli import parse_sets
     from disentkit.train.run import setup_process
@@ -154,6 +157,18 @@ def main() -> None:
         print(f"{'suite (shared)':<20}{_fmt(times)}  {holder['src'].num_encoded:>15,}")
     if args.dci_seeds:
         dci_compare(enc, ds, params, args.dci_seeds)
+    if args.udr_models:
+        udr_time(vae, ds, args.udr_models, args.repeats)
+
+
+def udr_time(vae, ds, models: int, repeats: int) -> None:
+    """UDR (both correlations) of the model and ``models`` − 1 randomly initialised ones, 10,000 images."""
+    from disentkit.metrics.udr import udr
+
+    others = [GaussianVAE("locatello", ds.observation_shape[0], vae.latent_dim).eval() for _ in range(models - 1)]
+    times, out = _time(lambda: udr([vae, *others], ds), repeats)
+    print(f"{'udr (' + str(models) + ' models)':<20}{_fmt(times)}  {10_000 * models:>15,}  "
+          f"{out['udr'][0]:.4f} (first model)")
 
 
 if __name__ == "__main__":

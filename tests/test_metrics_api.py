@@ -32,9 +32,11 @@ def small_ds():
 
 def test_every_metric_registered_with_headline_and_params(small_ds):
     assert set(METRICS) == set(SPECS) == {"mig", "im", "sap", "dci", "factor_vae_score", "beta_vae_score",
-                                          "modularity", "irs", "unsupervised", "recombination", "downstream_task"}
+                                          "modularity", "irs", "unsupervised", "recombination", "downstream_task",
+                                          "infomec", "dci_es", "chen_mig"}
     assert {m: METRICS[m].group for m in METRICS if METRICS[m].group != "all"} == {
-        "recombination": "named", "downstream_task": "extended"}     # recombination needs holes
+        "recombination": "named", "downstream_task": "extended", "infomec": "extended", "dci_es": "extended",
+        "chen_mig": "extended"}     # recombination needs holes
     res = evaluate(noisy, small_ds, "all", seed=1, params=SMALL)
     for name, out in res.items():
         assert isinstance(out[name], float), name

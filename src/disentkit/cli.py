@@ -234,7 +234,7 @@ def build_parser(command: str | None = "train") -> argparse.ArgumentParser:
                        formatter_class=HelpFormatter)
     p.add_argument("--checkpoint", required=True, help="a run folder or a .safetensors checkpoint")
     p.add_argument("--metrics", default="mig", help="comma-separated metric names; 'all' (disentanglement_lib's "
-                   "suite), 'extended' (all + the newer scores: downstream_task); recombination by name, on a "
+                   "suite), 'extended' (all + the newer scores: downstream_task, infomec, dci_es, chen_mig); recombination by name, on a "
                    "dataset with holes")
     p.add_argument("--dataset", help="dataset to score on (default: the one the model was trained on)")
     p.add_argument("--data-root", help=RUN_DATA_ROOT_HELP)

@@ -27,7 +27,7 @@ Example:
     >>> {factor: round(v, 1) for factor, v in result["mig_per_factor"].items()}
     {'shape': 0.0, 'scale': 0.0, 'orientation': 0.0, 'posX': 0.6, 'posY': 0.6}
     >>> list(METRICS)
-    ['beta_vae_score', 'dci', 'downstream_task', 'factor_vae_score', 'mig', 'im', 'irs', 'modularity', 'recombination', 'sap', 'unsupervised']
+    ['beta_vae_score', 'chen_mig', 'dci', 'dci_es', 'downstream_task', 'factor_vae_score', 'mig', 'im', 'infomec', 'irs', 'modularity', 'recombination', 'sap', 'unsupervised']
     >>> METRICS["mig"].defaults, SPECS is METRICS
     ({'num_train': 10000, 'num_bins': 20}, True)
 """
@@ -44,7 +44,9 @@ from .utils import (METRICS, CodeSource, EncodeFn, MetricSpec, as_encode_fn, gen
 import_all(__name__, __path__, skip=lambda name: name in ("utils", "record"))
 
 from .beta_vae_score import beta_vae_score  # noqa: E402  (the API's names; registration happened above)
+from .chen_mig import chen_mig, chen_mig_from_posterior  # noqa: E402
 from .dci import completeness, dci, dci_from_codes, disentanglement  # noqa: E402
+from .dci_es import dci_es  # noqa: E402
 from .downstream import downstream_from_codes, downstream_task  # noqa: E402
 from .factor_vae_score import factor_vae_from_codes, factor_vae_score  # noqa: E402
 from .im import im, im_from_codes, im_from_mi  # noqa: E402
@@ -88,7 +90,7 @@ def resolve_metrics(spec: str | list[str]) -> list[str]:
         >>> resolve_metrics("mig,all,recombination")[-2:]       # each once, in the order given
         ['unsupervised', 'recombination']
         >>> [m for m in resolve_metrics("extended") if m not in resolve_metrics("all")]
-        ['downstream_task']
+        ['chen_mig', 'dci_es', 'downstream_task', 'infomec']
         >>> resolve_metrics("mig,nig")
         Traceback (most recent call last):
         ...
@@ -175,7 +177,8 @@ def evaluate(encode_fn: EncodeFn, dataset, metrics: str | list[str] = "mig", see
     return run_metrics([SPECS[n] for n in names], encode_fn, dataset, seed, params)
 
 
-__all__ = ["CodeSource", "METRICS", "MetricSpec", "SPECS", "EncodeFn", "as_encode_fn", "beta_vae_score", "completeness", "dci",
+__all__ = ["CodeSource", "METRICS", "MetricSpec", "SPECS", "EncodeFn", "as_encode_fn", "beta_vae_score", "chen_mig",
+           "chen_mig_from_posterior", "completeness", "dci", "dci_es",
            "dci_from_codes", "disentanglement", "downstream_from_codes", "downstream_task", "in_group", "recombination", "evaluate", "factor_vae_from_codes", "factor_vae_score",
            "generate_batch_factor_code", "im", "im_from_codes", "im_from_mi", "infomec", "infomec_from_codes", "irs", "irs_from_codes", "mig", "mig_from_codes", "modularity",
            "modularity_from_codes", "modularity_from_mi", "monitoring_params", "representation_function",
