@@ -58,13 +58,18 @@ def similarity(a: np.ndarray, b: np.ndarray, correlation: str = "lasso", seed: i
         from sklearn.linear_model import Lasso
 
         return np.abs(Lasso(alpha=0.1, random_state=seed).fit(a, b).coef_).T
+    return np.abs(spearman_matrix(a, b))
+
+
+def spearman_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman ρ [columns of a × columns of b] (Pearson of average ranks); a constant column gives 0."""
     from scipy.stats import rankdata
 
-    ra, rb = rankdata(a, axis=0), rankdata(b, axis=0)      # Spearman = Pearson of (average) ranks
+    ra, rb = rankdata(a, axis=0), rankdata(b, axis=0)
     ra, rb = ra - ra.mean(0), rb - rb.mean(0)
     norm = np.sqrt((ra ** 2).sum(0))[:, None] * np.sqrt((rb ** 2).sum(0))[None, :]
     with np.errstate(invalid="ignore", divide="ignore"):   # a zeroed latent is constant: 0/0, counted as 0
-        return np.nan_to_num(np.abs(ra.T @ rb) / norm, nan=0.0)
+        return np.nan_to_num((ra.T @ rb) / norm, nan=0.0)
 
 
 def udr_from_codes(codes: Sequence[np.ndarray], kl: Sequence[np.ndarray], correlation: str = "lasso",

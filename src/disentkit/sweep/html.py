@@ -112,7 +112,8 @@ def write_sweep_report(sweep_dir: str | Path, out: str | Path | None = None, ste
     shown = chosen[:MAX_RUN_SECTIONS]
     sections = [run_section(r, out_dir / "report_files" / r.spec.run_id, steps, limit, seed) for r in shown]
     done_ids = {r.spec.run_id for r in records if r.done}
-    page = render("sweep.html.j2", udr=_udr_table(ranking(records, columns)), rec=rec, folder=str(sweep_dir), done=len(done_ids), total=len(records),
+    page = render("sweep.html.j2", rec=rec, folder=str(sweep_dir), done=len(done_ids), total=len(records),
+                  udr=_udr_table(ranking(records, columns)),
                   failures={k: v for k, v in failures.items() if k not in done_ids}, table=_table(rows, columns, hps),
                   plots=[(p, picture(p.path, p.title)) for p in plots], runs=sections,
                   more=len(chosen) - len(shown), range=range_text(limit))

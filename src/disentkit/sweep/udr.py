@@ -27,9 +27,8 @@ def sweep_udr(sweep_dir: str | Path, num_data_points: int = 10_000, seed: int = 
     from ..metrics.udr import udr
     from ..train.checkpoint import load_checkpoint
     from ..train.run import resolve_device
-    from .aggregate import collect
-
     from ..errors import DisentkitError
+    from .aggregate import collect
 
     if isinstance(num_data_points, bool) or not isinstance(num_data_points, int) or num_data_points < 10:
         raise DisentkitError(f"--udr-points must be an integer ≥ 10, got {num_data_points!r}")
@@ -72,14 +71,11 @@ def read_udr(sweep_dir: str | Path) -> dict[str, dict[str, float]]:
 
 def spearman(x: list[float], y: list[float]) -> float | None:
     """Spearman rank correlation of two equally long lists (None for fewer than 3 pairs or a constant list)."""
-    from scipy.stats import rankdata
+    from ..metrics.udr import spearman_matrix
 
-    if len(x) < 3:
+    if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
         return None
-    rx, ry = rankdata(x), rankdata(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    norm = float(np.sqrt((rx ** 2).sum() * (ry ** 2).sum()))
-    return float((rx * ry).sum() / norm) if norm > 0 else None
+    return float(spearman_matrix(np.c_[x], np.c_[y])[0, 0])
 
 
 def supervised_columns(columns: list[str]) -> list[str]:
