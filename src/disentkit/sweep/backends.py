@@ -46,6 +46,10 @@ class Backend:
     def stop(self) -> None:
         """Stop everything still running (the sweep was interrupted)."""
 
+    def notes(self) -> list[str]:
+        """Lines for the sweep's output since the last call (a cluster's resources, a retried run)."""
+        return []
+
 
 def run_threads(spec: RunSpec, explicit: int, runs_at_once: int) -> int:
     """Torch threads for a run: --threads if given, else the config's ``threads``, else cores / runs at once."""

@@ -31,7 +31,17 @@ def add_parsers(sub, formatter: type[argparse.HelpFormatter]) -> None:
                                                  "default: as many as the cluster's resources allow)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch threads per run (0: the config's `threads`, else cores / workers)")
-    p.add_argument("--address", help="ray: join this cluster (e.g. HEAD:6379 or auto) instead of a local instance")
+    p.add_argument("--address", help="ray: join this cluster (HEAD:6379 or auto) instead of a private local instance; "
+                                     "token authentication is used when RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or "
+                                     "~/.ray/auth_token holds a token (docs/sweeps.md, running on a cluster)")
+    p.add_argument("--shared-fs", action="store_true", default=None,
+                   help="ray cluster: every node sees the sweep folder at the same path, so runs write into it "
+                        "directly (default: runs execute in node-local scratch, $DISENTKIT_SCRATCH, and their "
+                        "results come back to this machine through Ray)")
+    p.add_argument("--sync-state", action="store_true",
+                   help="ray cluster without --shared-fs: also bring each run's training state back at every "
+                        "checkpoint, so a run whose node dies continues from its last checkpoint (default: only "
+                        "results come back, and such a run starts again)")
     p.add_argument("--gpus-per-run", type=float, help="ray: GPU share per run (0.25: four per GPU; default: the "
                                                       "cluster's GPUs shared by --workers runs; 0: CPU only)")
     p.add_argument("--cpus-per-run", type=float, default=1.0, help="ray: CPUs reserved per run")
@@ -69,7 +79,11 @@ def check_sweep_flags(args: argparse.Namespace) -> None:
               (args.ensemble >= 0, f"--ensemble must be ≥ 0 (0: off), got {args.ensemble}"),
               (args.cpus_per_run > 0, f"--cpus-per-run must be positive, got {args.cpus_per_run}"),
               (args.gpus_per_run is None or args.gpus_per_run >= 0,
-               f"--gpus-per-run must be ≥ 0, got {args.gpus_per_run}")]
+               f"--gpus-per-run must be ≥ 0, got {args.gpus_per_run}"),
+              (args.backend == "ray" or not (args.shared_fs or args.sync_state or args.address),
+               "--address, --shared-fs and --sync-state are for --backend ray"),
+              (not (args.shared_fs and args.sync_state),
+               "--sync-state brings state back without a shared filesystem; with --shared-fs it is already there")]
     for ok, msg in checks:
         if not ok:
             raise DisentkitError(msg)
@@ -115,7 +129,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     res = run_sweep(sweep, args.out, backend=args.backend, workers=workers, address=args.address,
                     gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run, threads=args.threads,
                     printer=lambda s: print(s, flush=True), source_text=Path(args.config).read_text(),
-                    ensemble=args.ensemble)
+                    ensemble=args.ensemble, shared_fs=args.shared_fs, sync_state=args.sync_state)
     from .aggregate import aggregate
 
     paths = aggregate(res.out)

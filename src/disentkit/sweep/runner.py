@@ -52,12 +52,17 @@ class SweepResult:
 def run_sweep(sweep: Sweep, out: str | Path | None = None, backend: str = "local", workers: int = 1,
               address: str | None = None, gpus_per_run: float | None = None, cpus_per_run: float = 1.0,
               threads: int = 0, printer: Callable[[str], None] = print, source_text: str | None = None,
-              ray_init: dict[str, Any] | None = None, ensemble: int = 0) -> SweepResult:
+              ray_init: dict[str, Any] | None = None, ensemble: int = 0, shared_fs: bool | None = None,
+              sync_state: bool = False) -> SweepResult:
     """Run every unfinished run of ``sweep`` (parents before children) and return the tally.
 
     ``ensemble`` > 1 trains up to that many ready runs that differ only in seed and real-valued
     hyperparameters as one fused ensemble (one process, one set of stacked weights: the fast path on a
     GPU, see docs/speed.md); their results are those of the same runs trained one by one.
+
+    On a Ray cluster (``address``) runs execute in node-local scratch and their folders come back to ``out``
+    through Ray unless ``shared_fs`` (every node sees ``out``); ``sync_state`` also brings each run's training
+    state back at every checkpoint, so a run whose node dies continues from it (``ray_backend.py``).
 
     Example:
         One β-VAE run of 2 steps (seconds, not a doctest: it trains in a worker process):
@@ -82,10 +87,12 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, backend: str = "local
             from .ray_backend import RayBackend
 
             be = RayBackend(address=address, workers=workers, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run,
-                            threads=threads, init_kwargs=ray_init)
+                            threads=threads, init_kwargs=ray_init, shared_fs=shared_fs, sync_state=sync_state)
         else:
             raise DisentkitError(f"unknown --backend '{backend}'; choose local or ray")
         try:
+            for note in be.notes():
+                printer(note)
             return _schedule(sweep, out, be, printer, t0, ensemble=ensemble)
         finally:
             be.stop()
@@ -177,7 +184,10 @@ def _schedule(sweep: Sweep, out: Path, be: Backend, printer: Callable[[str], Non
                     step = last_logged_step(log_dirs.get(rid, run_dir(out, rid)))
                     steps.append(f"{rid} step {step if step is not None else '?'}/{specs[rid].train.get('steps')}")
                 prog.line("running: " + "; ".join(steps))
-            for rid, reason in be.wait(timeout=2.0):
+            finished_now = be.wait(timeout=2.0)
+            for note in be.notes():
+                prog.line(note)
+            for rid, reason in finished_now:
                 if stop["signal"] is not None:
                     raise KeyboardInterrupt
                 began = prog.running.pop(rid, time.time())
