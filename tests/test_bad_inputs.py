@@ -61,6 +61,15 @@ def write_ckpt(path: Path, state: dict, config, **meta) -> str:
     return str(path)
 
 
+def _closed_port() -> int:
+    """A loopback port nothing listens on (free a moment ago)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> World:
     base = tmp_path_factory.mktemp("battery")
@@ -127,7 +136,7 @@ def world(tmp_path_factory) -> World:
     sweep_model.write_text(sweep.read_text().replace("model: beta_vae", "model: nope_vae"))
     paths = {"base": str(base), "good": str(good), "root": str(root), "files": str(files),
              "partial": str(partial), "new": str(runs / "new"), "burgess": str(runs / "burgess" / "r"),
-             "sweep": str(sweep), "sweep_model": str(sweep_model), **ck}
+             "sweep": str(sweep), "sweep_model": str(sweep_model), "port": str(_closed_port()), **ck}
     return World(paths, [runs, root])
 
 
@@ -234,6 +243,12 @@ CASES = [
     ("sweep-seeds", ["sweep", "quick", "--steps", "2", "--seeds", "a,b", "--out", "{new}"], r"--seeds expects.*a,b"),
     ("sweep-threads", ["sweep", "quick", "--steps", "2", "--threads=-1", "--out", "{new}"], r"--threads must be ≥ 0"),
     ("sweep-steps", ["sweep", "quick", "--steps", "0", "--out", "{new}"], r"--steps must be positive"),
+    ("sweep-address-local", ["sweep", "quick", "--steps", "2", "--address", "10.0.0.1:6379", "--out", "{new}"],
+     r"--address, --shared-fs and --sync-state are for --backend ray"),
+    ("sweep-sync-local", ["sweep", "quick", "--steps", "2", "--backend", "ray", "--sync-state", "--out", "{new}"],
+     r"--sync-state is for a Ray cluster \(--address\)"),
+    ("sweep-address-silent", ["sweep", "quick", "--steps", "2", "--backend", "ray", "--address", "127.0.0.1:{port}",
+                              "--out", "{new}"], r"nothing answers at 127\.0\.0\.1:\d+.*ray start --head --port"),
     ("aggregate-not-a-sweep", ["aggregate", "{files}"], r"(sweep|runs)"),
     # datasets
     ("datasets-info-unknown", ["datasets", "info", "nope"], r"unknown dataset 'nope'"),

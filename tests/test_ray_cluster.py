@@ -65,6 +65,8 @@ def test_refusals_name_the_cause_and_the_fix(monkeypatch):
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     line = rc.explain_refusal("10.0.0.1:6379", warn, "no token authentication")
     assert "requires token authentication and no token was found" in line and "ray get-auth-token" in line
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    assert "but RAY_AUTH_MODE=disabled here: unset it" in rc.explain_refusal("h:1", warn, "")
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
     monkeypatch.setenv("RAY_AUTH_TOKEN", "wrong")
     assert "refused the token from the RAY_AUTH_TOKEN variable" in rc.explain_refusal("h:1", warn, "")

@@ -107,6 +107,11 @@ def test_sweep_on_a_three_node_cluster_with_token_auth_and_no_shared_folder(tmp_
         time.sleep(8)
         assert all(p.poll() is None for _, p, _ in cluster.nodes), (root / "head.log").read_text()[-2000:]
         started = time.time() - t0
+        refused = subprocess.run([sys.executable, "-m", "disentkit", "sweep", str(cfg), "--backend", "ray", "--address",
+                                  f"127.0.0.1:{port}", "--out", str(tmp_path / "refused")], env={**env, "RAY_AUTH_TOKEN":
+                                  "not-the-token"}, capture_output=True, text=True, timeout=300)
+        assert refused.returncode == 2 and refused.stdout == "", refused.stdout + refused.stderr
+        assert refused.stderr.count("\n") == 1 and "refused the token from the RAY_AUTH_TOKEN variable" in refused.stderr
         driver = subprocess.Popen([sys.executable, "-m", "disentkit", "sweep", str(cfg), "--backend", "ray",
                                    "--address", f"127.0.0.1:{port}", "--out", str(out), "--sync-state"],
                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -82,6 +82,8 @@ def check_sweep_flags(args: argparse.Namespace) -> None:
                f"--gpus-per-run must be ≥ 0, got {args.gpus_per_run}"),
               (args.backend == "ray" or not (args.shared_fs or args.sync_state or args.address),
                "--address, --shared-fs and --sync-state are for --backend ray"),
+              (not args.sync_state or args.address, "--sync-state is for a Ray cluster (--address): a local "
+                                                    "Ray instance writes into the sweep folder directly"),
               (not (args.shared_fs and args.sync_state),
                "--sync-state brings state back without a shared filesystem; with --shared-fs it is already there")]
     for ok, msg in checks:

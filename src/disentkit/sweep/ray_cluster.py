@@ -74,7 +74,11 @@ def explain_refusal(address: str, message: str, auth: str) -> str:
     """One line naming why a cluster refused this driver, and what to do, from Ray's error and log text."""
     low = message.lower()
     if "invalidauthtoken" in low or "unauthenticated" in low or "authentication token" in low:
-        if os.environ.get(MODE, "").lower() == "token" and token_source():
+        mode = os.environ.get(MODE, "").lower()
+        if mode and mode != "token":
+            return (f"the Ray cluster at {address} requires token authentication but {MODE}={mode} here: unset it "
+                    "(the sweep then uses the token in RAY_AUTH_TOKEN or ~/.ray/auth_token) or set it to token")
+        if mode == "token" and token_source():
             return (f"the Ray cluster at {address} refused the token from {token_source()}: use the head's token "
                     "(`ray get-auth-token` on the head) in RAY_AUTH_TOKEN or ~/.ray/auth_token")
         return (f"the Ray cluster at {address} requires token authentication and no token was found: copy the "

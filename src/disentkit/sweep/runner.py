@@ -77,6 +77,10 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, backend: str = "local
         (True, 1)
     """
     validate_runs(sweep.runs)
+    if backend == "ray" and address:
+        from .ray_cluster import check_reachable
+
+        check_reachable(address)          # before any folder is made: a wrong address is a one-line error
     out = Path(out) if out else default_out(sweep)
     prepare_sweep_dir(sweep, out, source_text)
     t0 = time.time()
