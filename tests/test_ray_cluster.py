@@ -75,7 +75,8 @@ def test_refusals_name_the_cause_and_the_fix(monkeypatch):
                 "This process on node 10.0.0.2 was started with:\n    Ray: 2.60.0\n    Python: 3.11.2\n")
     line = rc.explain_refusal("h:1", mismatch, "")
     assert "runs Ray 2.9.0, Python 3.10.4 but this driver Ray" in line and "\n" not in line
-    assert rc.explain_refusal("h:1", "TimedOut: GCS\nmore", "x") == "could not join the Ray cluster at h:1 (x): TimedOut: GCS"
+    assert rc.explain_refusal("h:1", "TimedOut: GCS\nmore", "x") == \
+        "could not join the Ray cluster at h:1 (x): TimedOut: GCS"
 
 
 def test_capacity_is_counted_per_node():

@@ -107,11 +107,13 @@ def test_sweep_on_a_three_node_cluster_with_token_auth_and_no_shared_folder(tmp_
         time.sleep(8)
         assert all(p.poll() is None for _, p, _ in cluster.nodes), (root / "head.log").read_text()[-2000:]
         started = time.time() - t0
+        wrong = {**env, "RAY_AUTH_TOKEN": "not-the-token"}
         refused = subprocess.run([sys.executable, "-m", "disentkit", "sweep", str(cfg), "--backend", "ray", "--address",
-                                  f"127.0.0.1:{port}", "--out", str(tmp_path / "refused")], env={**env, "RAY_AUTH_TOKEN":
-                                  "not-the-token"}, capture_output=True, text=True, timeout=300)
+                                  f"127.0.0.1:{port}", "--out", str(tmp_path / "refused")], env=wrong,
+                                 capture_output=True, text=True, timeout=300)
         assert refused.returncode == 2 and refused.stdout == "", refused.stdout + refused.stderr
-        assert refused.stderr.count("\n") == 1 and "refused the token from the RAY_AUTH_TOKEN variable" in refused.stderr
+        assert refused.stderr.count("\n") == 1, refused.stderr
+        assert "refused the token from the RAY_AUTH_TOKEN variable" in refused.stderr
         driver = subprocess.Popen([sys.executable, "-m", "disentkit", "sweep", str(cfg), "--backend", "ray",
                                    "--address", f"127.0.0.1:{port}", "--out", str(out), "--sync-state"],
                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -156,6 +158,8 @@ def test_sweep_on_a_three_node_cluster_with_token_auth_and_no_shared_folder(tmp_
             steps = [int(r["step"]) for r in csv.DictReader(f) if r.get("step")]
         assert steps[-1] == 239 and steps == sorted(set(steps)), f"{rid}: its log has gaps or repeats"
     assert "continuing" in (out / "runs" / victim / "log.txt").read_text(), "the retry started from scratch"
+    table = (out / "results.md").read_text()     # the driver's table covers every run: 2 βs × 3 seeds
+    assert sum("| 3/3 |" in row for row in table.splitlines()) == 2, table
     # the retried run continued from its checkpoint to the very weights it trains to uninterrupted (CPU)
     from safetensors.torch import load_file
 

@@ -69,3 +69,23 @@ def test_fused_ensembles_come_back_without_their_training_state(tmp_path, monkey
         folder = tmp_path / "ray" / "runs" / r.run_id
         assert (folder / "DONE").is_file() and not (folder / "training_state.pt").exists()
         assert "fused ensemble" in (folder / "log.txt").read_text()
+
+
+@pytest.mark.slow
+def test_gpu_shares_are_counted_per_node_and_an_ensemble_is_one_task(tmp_path, monkeypatch):
+    """Ray counts GPUs it is told of (none here: the runs train on the CPU); 0.5 GPU a run and one CPU each on
+    a 2-CPU, 1-GPU node is 2 jobs at a time, and a fused ensemble takes one job's share on one node."""
+    pytest.importorskip("ray")
+    monkeypatch.setenv("DISENTKIT_SCRATCH", str(tmp_path / "scratch"))
+    sweep = expand({**CONFIG, "seeds": [0, 1, 2, 3], "stages": CONFIG["stages"][:1]})
+    lines: list[str] = []
+    res = run_sweep(sweep, tmp_path / "ray", backend="ray", workers=0, threads=1, printer=lines.append,
+                    gpus_per_run=0.5, ray_init={"num_cpus": 2, "num_gpus": 1}, shared_fs=False, ensemble=2)
+    assert res.ok and res.done == 4
+    assert any(x.startswith("Ray cluster: 1 node, 2 CPUs, 1 GPUs") for x in lines), lines
+    assert any(x.startswith("2 runs at a time (1 CPU, 0.5 GPU each)") for x in lines), lines
+    events = [json.loads(x) for x in (tmp_path / "ray" / "events.jsonl").read_text().splitlines()]
+    assert [e.get("fused") for e in events if e["event"] == "start"] == [2, 2, 2, 2]
+    with pytest.raises(Exception, match="no node of the Ray cluster fits one run of --cpus-per-run 4"):
+        run_sweep(sweep, tmp_path / "too-big", backend="ray", threads=1, printer=lambda s: None,
+                  cpus_per_run=4, ray_init={"num_cpus": 2})

@@ -89,7 +89,7 @@ def explain_refusal(address: str, message: str, auth: str) -> str:
         theirs = re.search(r"started with:\s*Ray: (\S+)\s*Python: (\S+)", message)
         cluster = f"Ray {theirs[1]}, Python {theirs[2]}" if theirs else "other versions"
         return (f"the Ray cluster at {address} runs {cluster} but this driver Ray {ray.__version__}, Python "
-                f"{sys.version.split()[0]}: install the cluster's Ray and Python here (or start the cluster with these)")
+                f"{sys.version.split()[0]}: install the cluster's Ray and Python here, or start it with these")
     first = next((ln.strip() for ln in message.splitlines() if ln.strip()), "no message")
     return f"could not join the Ray cluster at {address} ({auth}): {first}"
 
@@ -114,7 +114,8 @@ def alive_nodes(ray: Any) -> list[dict[str, Any]]:
         if not n.get("Alive"):
             continue
         res = n.get("Resources", {})
-        out.append({"id": n["NodeID"], "address": n.get("NodeManagerAddress", "?"), "head": "node:__internal_head__" in res,
+        out.append({"id": n["NodeID"], "address": n.get("NodeManagerAddress", "?"),
+                    "head": "node:__internal_head__" in res,
                     "CPU": float(res.get("CPU", 0)), "GPU": float(res.get("GPU", 0)),
                     "memory_gib": float(res.get("memory", 0)) / 2 ** 30})
     return out
