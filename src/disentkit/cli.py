@@ -13,21 +13,38 @@ from typing import Any, Callable
 from .errors import DisentkitError
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows each flag's default, except where there is none or the help text already says it."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = action.help or ""
-        if action.default is None or "default" in text:
-            return text
-        return super()._get_help_string(action)
+def show_default(action: argparse.Action) -> argparse.Action:
+    """Append ``(default: …)`` to a flag's help, except where there is no default or the help already says
+    it (argparse's ``ArgumentDefaultsHelpFormatter`` rule, through the public ``Action`` attributes)."""
+    text = action.help or ""
+    shown = action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE)
+    if (shown and action.help is not argparse.SUPPRESS and action.default is not None
+            and action.default is not argparse.SUPPRESS and "default" not in text):
+        action.help = text + " (default: %(default)s)"
+    return action
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with the one-line error the rest of the CLI gives: the problem and where the help is."""
+    """argparse with the one-line error the rest of the CLI gives (the problem and where the help is); with
+    ``show_defaults`` each flag's default in its help (:func:`show_default`), in argument groups too."""
+
+    def __init__(self, *args: Any, show_defaults: bool = False, **kwargs: Any) -> None:
+        self.show_defaults = show_defaults       # set first: the constructor adds --help
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # documented override point: print, then exit 2
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        return show_default(action) if self.show_defaults else action
+
+    def add_argument_group(self, *args: Any, **kwargs: Any):
+        group = super().add_argument_group(*args, **kwargs)
+        add = group.add_argument
+        if self.show_defaults:
+            group.add_argument = lambda *a, **k: show_default(add(*a, **k))
+        return group
 
 
 GROUPS = {"training": "training", "data": "data protocol (E1: --epochs 200 --split 0.8,0.1,0.1 "
@@ -55,7 +72,7 @@ def _add_train_parser(sub) -> None:
     p = sub.add_parser("train", help=TRAIN_HELP, argument_default=argparse.SUPPRESS,
                        description="Train a VAE-family model on a factor dataset. Options come from "
                                    "defaults, then --config YAML, then flags given here.",
-                       formatter_class=HelpFormatter)
+                       show_defaults=True)
     p.add_argument("--config", help="YAML file of options (keys as the flags, e.g. batch_size: 64), or a shipped "
                                     "config by name: demo, or a model's (beta_vae, factor_vae, ...); a run's own "
                                     "config.yaml reproduces it")
@@ -230,8 +247,7 @@ def build_parser(command: str | None = "train") -> argparse.ArgumentParser:
     else:
         sub.add_parser("train", help=TRAIN_HELP)
 
-    p = sub.add_parser("evaluate", help="score a checkpoint with disentanglement metrics",
-                       formatter_class=HelpFormatter)
+    p = sub.add_parser("evaluate", help="score a checkpoint with disentanglement metrics", show_defaults=True)
     p.add_argument("--checkpoint", required=True, help="a run folder or a .safetensors checkpoint")
     p.add_argument("--metrics", default="mig", help="comma-separated metric names; 'all' (disentanglement_lib's "
                    "suite), 'extended' (all + the newer scores: downstream_task, infomec, dci_es, chen_mig); recombination by name, on a "
@@ -257,7 +273,7 @@ def build_parser(command: str | None = "train") -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="one self-contained HTML page: metrics against the untrained model, MIG "
                                       "per factor, MI matrix, training curves, KL per latent, reconstructions, "
                                       "labelled latent traversals (PNG and GIF)",
-                       formatter_class=HelpFormatter)
+                       show_defaults=True)
     p.add_argument("--checkpoint", help="a run folder or a .safetensors checkpoint (or a sweep folder)")
     p.add_argument("--sweep", help="a sweep folder: write its HTML report (table, plots, every run's pictures)")
     p.add_argument("--per-run", default="first-seed", choices=["first-seed", "all", "none"],
@@ -274,7 +290,7 @@ def build_parser(command: str | None = "train") -> argparse.ArgumentParser:
 
     from .sweep.cli import add_parsers as add_sweep_parsers
 
-    add_sweep_parsers(sub, HelpFormatter)
+    add_sweep_parsers(sub)
 
     p = sub.add_parser("datasets", help="list, inspect, download, verify, import or forget datasets",
                        description="Datasets live under --data-root, else $DISENTKIT_DATA, else a per-user cache "

@@ -10,10 +10,10 @@ from ..errors import DisentkitError
 from ..names import split_outside_parens
 
 
-def add_parsers(sub, formatter: type[argparse.HelpFormatter]) -> None:
+def add_parsers(sub) -> None:
     """``disentkit sweep`` and ``disentkit aggregate`` on the CLI's subparsers."""
     p = sub.add_parser("sweep", help="run a grid of trainings (models × hyperparameters × seeds × datasets)",
-                       formatter_class=formatter,
+                       show_defaults=True,
                        description="Run every run of a sweep config; killed and started again, it skips finished "
                                    "runs and reruns the others.")
     from ..configs import bundled
