@@ -29,7 +29,7 @@ from .backends import Backend
 from .execute import execute_group, execute_run, group_folder, resumable
 from .folders import DONE, failure_reason, log_event, write_error
 from .grid import RunSpec
-from .ray_cluster import alive_nodes, check_reachable, describe, join, prepare_auth, slots_per_node
+from .ray_cluster import alive_nodes, describe, join, prepare_auth, slots_per_node
 from .transfer import Files, pack, relocate, replace_folders, scratch_root, unpack
 
 RETRIES = 2          # Ray reruns a cluster job this often when its worker or node dies
@@ -151,8 +151,7 @@ class RayBackend(Backend):
             if not address and workers:
                 kwargs["num_cpus"] = int(workers * cpus_per_run + 0.999)
             kwargs.update(init_kwargs or {})
-            if address:
-                check_reachable(address)
+            if address:             # run_sweep checked that something listens there
                 join(ray, address, auth, {k: v for k, v in kwargs.items() if k not in ("num_cpus", "num_gpus")})
                 self.lines.append(f"joined the Ray cluster at {address}: {auth}")
             else:
@@ -187,7 +186,6 @@ class RayBackend(Backend):
         self.job = ray.remote(max_retries=RETRIES if address else 0)(_job).options(
             num_cpus=cpus_per_run, num_gpus=gpus_per_run)
         self.refs: dict[Any, tuple[str, list[tuple[str, Path]]]] = {}  # task -> (job, its runs)
-        self.attempts: dict[str, int] = {}
 
     def notes(self) -> list[str]:
         out, self.lines = self.lines, []
@@ -224,14 +222,11 @@ class RayBackend(Backend):
         """Log where each attempt ran (and retries), and write state copies of jobs still running."""
         jobs = {job: runs for job, runs in self.refs.values()}
         news, fresh = self.ray.get(self.mailbox.drain.remote())
-        for n in news:
-            runs = jobs.get(n["job"], [(n["job"], None)])
-            root = runs[0][1].parent.parent if runs[0][1] else None
-            self.attempts[n["job"]] = n["attempt"]
-            for rid, _ in runs:
-                if root is not None:
-                    log_event(root, event="retry" if n["attempt"] > 1 else "placed", run=rid, node=n["node"],
-                              attempt=n["attempt"], scratch=n["scratch"])
+        for n in news:              # an attempt begins before its job can finish: its job is still here
+            runs = jobs[n["job"]]
+            for rid, folder in runs:
+                log_event(folder.parent.parent, event="retry" if n["attempt"] > 1 else "placed", run=rid,
+                          node=n["node"], attempt=n["attempt"], scratch=n["scratch"])
             if n["attempt"] > 1:
                 self.lines.append(f"retrying {n['job']} (attempt {n['attempt']}, node {n['node'][:6]}): "
                                   "its node or worker died" + (", continuing from its last checkpoint that reached "

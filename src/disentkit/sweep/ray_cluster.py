@@ -108,7 +108,7 @@ def join(ray: Any, address: str, auth: str, kwargs: dict[str, Any]) -> None:
 
 
 def alive_nodes(ray: Any) -> list[dict[str, Any]]:
-    """The cluster's live nodes: id, address, whether it is the head, and its CPU/GPU/memory resources."""
+    """The cluster's live nodes: id, address, whether it is the head, and its CPUs and GPUs."""
     out = []
     for n in ray.nodes():
         if not n.get("Alive"):
@@ -116,8 +116,7 @@ def alive_nodes(ray: Any) -> list[dict[str, Any]]:
         res = n.get("Resources", {})
         out.append({"id": n["NodeID"], "address": n.get("NodeManagerAddress", "?"),
                     "head": "node:__internal_head__" in res,
-                    "CPU": float(res.get("CPU", 0)), "GPU": float(res.get("GPU", 0)),
-                    "memory_gib": float(res.get("memory", 0)) / 2 ** 30})
+                    "CPU": float(res.get("CPU", 0)), "GPU": float(res.get("GPU", 0))})
     return out
 
 
