@@ -74,6 +74,17 @@ def dci_compare(enc, ds, params: dict, seeds: int) -> None:
         rows[(backend, seed)] = (time.perf_counter() - t, out)
         print(f"{backend:<10}{seed:>5}{rows[(backend, seed)][0]:>9.1f}s  "
               + "".join(f"{out[k]:>23.4f}" for k in DCI_KEYS))
+    if str(src.device) == "cpu":  # the same probes on the torch engine (the CUDA path), same codes
+        from disentkit.metrics.gbt import fit_probes
+        t = time.perf_counter()
+        probes = fit_probes(codes["train"], list(draws["train"].T), codes["test"], list(draws["test"].T),
+                            engine="torch")
+        t_torch = time.perf_counter() - t
+        same = all(np.array_equal(p.test_pred, q) for p, q in zip(probes, [
+            fit.test_pred for fit in fit_probes(codes["train"], list(draws["train"].T), codes["test"],
+                                                list(draws["test"].T))]))
+        print(f"exact backend, torch engine on the CPU: {t_torch:.1f}s ({t_torch / rows[('exact', 0)][0]:.1f}x the "
+              f"compiled default's time); same predictions as the compiled engine: {same}")
     ref = [out for (b, _), (_, out) in rows.items() if b == "sklearn"]
     if ref:
         exact = rows[("exact", 0)]

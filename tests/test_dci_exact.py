@@ -84,6 +84,29 @@ def test_within_sklearn_spread(kind, n, d, k, n_estimators):
         assert abs(probe.importance[0] - probe.importance[3]) < 0.1 * probe.importance[[0, 3]].sum()
 
 
+@pytest.mark.parametrize("kind, n, d, k, depth", [
+    ("continuous", 500, 4, 2, 3), ("continuous", 400, 5, 4, 3), ("tied", 300, 5, 3, 3), ("duplicated", 300, 5, 3, 2),
+    ("integer", 200, 3, 5, 3), ("integer", 60, 3, 2, 5), ("continuous", 7, 2, 2, 3),
+])
+def test_compiled_engine_equals_torch_engine(kind, n, d, k, depth):
+    """The CPU default (numba, one tree at a time) grows the trees of the torch engine (all at once,
+    the CUDA path): same predictions, importances equal to rounding, ties and zero-gain nodes included."""
+    x, y, xt, yt = _data(kind, n, d, k, seed=n)
+    y2, yt2 = (x[:, 1] > 0).astype(int), (xt[:, 1] > 0).astype(int)
+    fits = [fit_probes(x, [y, y2], xt, [yt, yt2], n_estimators=30, max_depth=depth, seed=2, engine=e)
+            for e in ("compiled", "torch")]
+    for a, b in zip(*fits):
+        np.testing.assert_array_equal(a.train_pred, b.train_pred)
+        np.testing.assert_array_equal(a.test_pred, b.test_pred)
+        np.testing.assert_allclose(a.importance, b.importance, rtol=1e-9, atol=1e-12)
+
+
+def test_engine_names_are_checked():
+    x, y, xt, yt = _data("continuous", 50, 2, 2)
+    with pytest.raises(ValueError, match="engine"):
+        fit_probes(x, [y], xt, [yt], engine="numba")
+
+
 def test_several_factors_at_once_equal_one_by_one():
     x, y, xt, yt = _data("continuous", 400, 4, 3)
     y2, yt2 = (x[:, 1] > 0).astype(int), (xt[:, 1] > 0).astype(int)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .trees import EPS, Presorted, Work, apply, grow
+from .trees import EPS, TIE_RTOL, ZERO_RTOL, Presorted, Work, apply, grow
 
 
 @dataclass
@@ -64,11 +64,16 @@ def _init_scores(factors: list, n: int, dev: torch.device) -> tuple[list, torch.
 
 def fit_probes(x: np.ndarray, labels: list[np.ndarray], x_test: np.ndarray, labels_test: list[np.ndarray],
                device: str | torch.device = "cpu", n_estimators: int = 100, learning_rate: float = 0.1,
-               max_depth: int = 3, seed: int = 0, chunk: int | None = None) -> list[Probe]:
+               max_depth: int = 3, seed: int = 0, chunk: int | None = None, engine: str = "auto") -> list[Probe]:
     """``GradientBoostingClassifier(n_estimators, learning_rate, max_depth)`` per factor, all at once;
-    ``seed`` only decides between equally good features (as sklearn's ``random_state``); ``chunk``
-    (CPU) = trees grown together per thread (default: all, split over torch's threads, ≤ 64)."""
+    ``seed`` only decides between equally good features (as sklearn's ``random_state``). ``engine``:
+    ``compiled`` (the CPU default: :mod:`.trees_cpu`, one tree at a time per thread) or ``torch`` (the
+    CUDA default: every tree of a stage at once, ``chunk`` trees a thread on a CPU, ≤ 64)."""
     dev = torch.device(device)
+    if engine == "auto":
+        engine = "compiled" if dev.type == "cpu" else "torch"
+    if engine not in ("compiled", "torch") or (engine == "compiled" and dev.type != "cpu"):
+        raise ValueError(f"engine must be 'torch', or 'compiled' on the CPU; got {engine!r} on {dev}")
     gen = torch.Generator().manual_seed(seed)  # on the CPU: the same tie-breaks on every device
     xs = torch.as_tensor(np.asarray(x, dtype=np.float32), device=dev)
     xs_test = torch.as_tensor(np.asarray(x_test, dtype=np.float32), device=dev)
@@ -87,10 +92,21 @@ def fit_probes(x: np.ndarray, labels: list[np.ndarray], x_test: np.ndarray, labe
     small = rows * n * xs.shape[1] < 200_000  # threads only pay off beyond this (a 1,000-point DCI: 1.3x)
     workers = 1 if dev.type != "cpu" or small else max(1, min(torch.get_num_threads(), rows))
     size = rows if dev.type != "cpu" else max(1, chunk or min(64, -(-rows // workers)))
+    if engine == "compiled":  # whole trees per call: share them out evenly, one call per thread
+        size = max(1, -(-rows // workers))
     workers = min(workers, -(-rows // size)) if rows else 1
     pool = queue.SimpleQueue()
-    for _ in range(workers):
+    for _ in range(workers if engine == "torch" else 0):
         pool.put(Work(ps, size, max_depth))
+    if engine == "compiled":
+        from .trees_cpu import inverse_roots, root_weights, stage
+        order, rs = ps.order.int().numpy(), inverse_roots(n)
+        arrays = (resid.numpy(), target.numpy(), scale.view(-1).numpy(), prio.numpy(), order, ps.x.numpy(),
+                  xt_test.numpy(), raw.numpy(), raw_test.numpy(), importance.numpy(), rs,
+                  root_weights(order, ps.x.numpy(), rs))
+
+    def fit_compiled(a: int) -> None:
+        stage(a, min(a + size, rows), *arrays, learning_rate, max_depth, EPS, TIE_RTOL, ZERO_RTOL)
 
     def fit_chunk(a: int) -> None:  # one stage of trees a..a+size: grow, Newton leaf values, update
         wk = pool.get()
@@ -122,7 +138,7 @@ def fit_probes(x: np.ndarray, labels: list[np.ndarray], x_test: np.ndarray, labe
                     e = torch.exp(raw[r0:r0 + m] - raw[r0:r0 + m].amax(0))
                     torch.sub(target[r0:r0 + m], e.div_(e.sum(0)), out=resid[r0:r0 + m])
             prio.copy_(torch.rand(prio.shape, generator=gen, dtype=torch.float64))
-            list((ex.map if ex else map)(fit_chunk, range(0, rows, size)))
+            list((ex.map if ex else map)(fit_chunk if engine == "torch" else fit_compiled, range(0, rows, size)))
     finally:
         torch.set_num_threads(threads)
         if ex:
