@@ -23,13 +23,11 @@ import torch
 
 from disentkit.metrics.utils import CPU_CHUNK, representation_function
 from disentkit.models import GaussianVAE
+from machine import cpu_label  # noqa: E402  (benchmarks/machine.py, beside this script)
 
 
 def _cpu() -> str:
-    try:
-        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return "unknown CPU"
+    return cpu_label()
 
 
 def _burn(stop) -> None:

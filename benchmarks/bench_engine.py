@@ -213,9 +213,9 @@ def main(argv: list[str] | None = None) -> None:
     skip = set(args.skip.split(","))
     import torch
 
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?") \
-        if Path("/proc/cpuinfo").is_file() else "?"
-    print(f"# bench_engine: torch {torch.__version__}, CPU {cpu}, {os.cpu_count()} cores, threads {args.threads}")
+    from machine import cpu_label  # benchmarks/machine.py, beside this script
+
+    print(f"# bench_engine: torch {torch.__version__}, CPU {cpu_label()}, threads {args.threads}")
     if args.quick:
         args.repeats, args.loop_steps, args.steps, args.warmup = 1, 200, 4, 2
     if "loop" not in skip:

@@ -13,7 +13,6 @@ Figures are printed, never asserted; the CPU is named beside them.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import tempfile
 import time
@@ -26,13 +25,11 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from disentkit.train import session as session_mod  # noqa: E402
 from disentkit.train.run import fit  # noqa: E402
+from machine import cpu_label  # noqa: E402  (benchmarks/machine.py, beside this script)
 
 
 def _cpu() -> str:
-    try:
-        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
+    return cpu_label()
 
 
 def main() -> None:

@@ -20,7 +20,6 @@ asserted.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
@@ -31,6 +30,7 @@ from disentkit.data import get_dataset
 from disentkit.metrics import METRICS, SPECS, CodeSource, dci_from_codes, representation_function, resolve_metrics
 from disentkit.metrics.utils import check_params, run_metrics
 from disentkit.models import GaussianVAE
+from machine import cpu_label  # noqa: E402  (benchmarks/machine.py, beside this script)
 
 DCI_KEYS = ("disentanglement", "completeness", "informativeness_train", "informativeness_test")
 
@@ -49,10 +49,7 @@ def _fmt(times: list[float]) -> str:
 
 
 def _cpu() -> str:
-    try:
-        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
+    return cpu_label()
 
 
 def dci_compare(enc, ds, params: dict, seeds: int) -> None:
