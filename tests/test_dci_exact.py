@@ -107,6 +107,26 @@ def test_engine_names_are_checked():
         fit_probes(x, [y], xt, [yt], engine="numba")
 
 
+def test_without_numba_the_cpu_default_is_the_torch_engine(monkeypatch):
+    """A machine without numba (a bare GPU box) still scores DCI on CPU codes: ``auto`` picks torch's engine;
+    naming ``compiled`` there says what to install."""
+    import importlib.util
+    import sys
+
+    from disentkit.errors import DisentkitError
+
+    x, y, xt, yt = _data("continuous", 120, 3, 3)
+    want = fit_probes(x, [y], xt, [yt], engine="torch", n_estimators=5)[0]
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "numba" else real(name, *a))
+    got = fit_probes(x, [y], xt, [yt], n_estimators=5)[0]
+    assert np.array_equal(got.test_pred, want.test_pred) and np.array_equal(got.importance, want.importance)
+    monkeypatch.delitem(sys.modules, "disentkit.metrics.trees_cpu", raising=False)
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba now raises ImportError
+    with pytest.raises(DisentkitError, match="pip install numba"):
+        fit_probes(x, [y], xt, [yt], engine="compiled", n_estimators=5)
+
+
 def test_several_factors_at_once_equal_one_by_one():
     x, y, xt, yt = _data("continuous", 400, 4, 3)
     y2, yt2 = (x[:, 1] > 0).astype(int), (xt[:, 1] > 0).astype(int)

@@ -1,15 +1,18 @@
-"""scikit-learn's ``GradientBoostingClassifier()`` (its defaults) re-implemented exactly in torch.
+"""scikit-learn's ``GradientBoostingClassifier()`` (its defaults) re-implemented exactly, CPU and CUDA.
 
 The DCI probes: per factor, log-loss gradient boosting (multinomial, one regression tree per class
 per stage, for K ≥ 3 classes; binomial, one tree per stage, for 2), prior initialisation, learning
 rate 0.1, 100 stages, depth-3 trees over all features (grown by :mod:`.trees` with sklearn's split
 rules), Newton leaf values with the (K−1)/K factor, and sklearn's ``feature_importances_`` (checked
-against scikit-learn 1.9's ``_gb.py``). Every tree of a stage is grown at once; ties between equally
-good splits are broken by a seeded priority (:mod:`.trees`).
+against scikit-learn 1.9's ``_gb.py``). The boosting (residuals, raw scores) is torch; the trees are
+grown by one of two engines with the same rules: the compiled CPU kernel of :mod:`.trees_cpu` (numba),
+or torch's :mod:`.trees`, every tree of a stage at once (the CUDA path). Ties between equally good
+splits are broken by a seeded priority (:mod:`.trees`).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import queue
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import DisentkitError
 from .trees import EPS, TIE_RTOL, ZERO_RTOL, Presorted, Work, apply, grow
 
 
@@ -70,8 +74,8 @@ def fit_probes(x: np.ndarray, labels: list[np.ndarray], x_test: np.ndarray, labe
     ``compiled`` (the CPU default: :mod:`.trees_cpu`, one tree at a time per thread) or ``torch`` (the
     CUDA default: every tree of a stage at once, ``chunk`` trees a thread on a CPU, ≤ 64)."""
     dev = torch.device(device)
-    if engine == "auto":
-        engine = "compiled" if dev.type == "cpu" else "torch"
+    if engine == "auto":  # without numba (a dependency, but absent on some bare GPU machines): torch's engine
+        engine = "compiled" if dev.type == "cpu" and importlib.util.find_spec("numba") is not None else "torch"
     if engine not in ("compiled", "torch") or (engine == "compiled" and dev.type != "cpu"):
         raise ValueError(f"engine must be 'torch', or 'compiled' on the CPU; got {engine!r} on {dev}")
     gen = torch.Generator().manual_seed(seed)  # on the CPU: the same tie-breaks on every device
@@ -99,7 +103,11 @@ def fit_probes(x: np.ndarray, labels: list[np.ndarray], x_test: np.ndarray, labe
     for _ in range(workers if engine == "torch" else 0):
         pool.put(Work(ps, size, max_depth))
     if engine == "compiled":
-        from .trees_cpu import inverse_roots, root_weights, stage
+        try:
+            from .trees_cpu import inverse_roots, root_weights, stage
+        except ImportError as e:
+            raise DisentkitError(f"the compiled DCI engine needs numba ({e}): pip install numba, or use "
+                                 "engine='torch'") from None
         order, rs = ps.order.int().numpy(), inverse_roots(n)
         arrays = (resid.numpy(), target.numpy(), scale.view(-1).numpy(), prio.numpy(), order, ps.x.numpy(),
                   xt_test.numpy(), raw.numpy(), raw_test.numpy(), importance.numpy(), rs,
