@@ -262,8 +262,15 @@ class CodeSource:
         """Encode every distinct image of these factor arrays not encoded yet (dedupe mode only)."""
         if not self.dedupe or not factor_arrays:
             return
-        wanted = np.unique(np.concatenate([self._flat_index(f) for f in factor_arrays]))
-        new = np.setdiff1d(wanted, self._index, assume_unique=True)
+        flat = np.concatenate([self._flat_index(f) for f in factor_arrays])
+        size = int(self.dataset.num_images)
+        if size <= 4 * len(flat) + (1 << 20):  # a mask over the images: O(N), where np.unique sorts (2.6 s of the suite)
+            mask = np.zeros(size, dtype=bool)
+            mask[flat] = True
+            mask[self._index] = False
+            new = np.flatnonzero(mask)  # sorted and distinct, as np.unique gives
+        else:
+            new = np.setdiff1d(np.unique(flat), self._index, assume_unique=True)
         if len(new) == 0:
             return
         codes = self.encode_index(new)
