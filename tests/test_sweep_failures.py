@@ -115,3 +115,21 @@ def test_a_diverging_member_of_a_fused_sweep_fails_alone(tmp_path):
     assert "training diverged at step" in res.failed[wild.run_id]
     sane = next(r for r in sweep.runs if r.run_id != wild.run_id)
     assert (tmp_path / "s" / "runs" / sane.run_id / "DONE").is_file()
+
+
+def test_a_run_killed_between_done_and_its_log_line_is_recorded_once_on_restart(tmp_path):
+    """A sweep killed after a run wrote DONE but before its ``done`` line reached events.jsonl (seen in the kill
+    test of test_sweep_e2e): the next start records it, marked ``recovered``, and does not train it again."""
+    sweep = expand({**CONFIG, "stages": CONFIG["stages"][:1]})
+    out = tmp_path / "s"
+    assert run_sweep(sweep, out, workers=1, printer=lambda s: None).done == 1
+    log = out / "events.jsonl"
+    rid = sweep.runs[0].run_id
+    kept = [x for x in log.read_text().splitlines() if json.loads(x)["event"] != "done"]
+    log.write_text("\n".join(kept + ['{"torn line']) + "\n")  # and a torn line, as a kill can leave
+    for _ in range(2):  # the second start finds the recovered line and adds nothing
+        again = run_sweep(sweep, out, workers=1, printer=lambda s: None)
+        assert again.skipped == 1 and again.done == 0
+        lines = [x for x in log.read_text().splitlines() if x != '{"torn line']
+        done = [e for e in map(json.loads, lines) if e["event"] == "done"]
+        assert [(e["run"], e.get("recovered")) for e in done] == [(rid, True)]

@@ -57,6 +57,23 @@ def log_event(sweep_dir: Path, **event: Any) -> None:
         os.close(fd)
 
 
+def logged_done(sweep_dir: Path) -> set[str]:
+    """Run ids with a ``done`` line in ``events.jsonl`` (a torn or foreign line is skipped)."""
+    try:
+        lines = (sweep_dir / "events.jsonl").read_text().splitlines()
+    except OSError:
+        return set()
+    done = set()
+    for line in lines:
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(e, dict) and e.get("event") == "done":
+            done.add(e.get("run"))
+    return done
+
+
 def load_sweep_dir(sweep_dir: str | Path) -> tuple[dict[str, Any], list[RunSpec]]:
     """The saved sweep record and its run specs; a folder without ``sweep.json`` is not a sweep."""
     p = Path(sweep_dir) / "sweep.json"

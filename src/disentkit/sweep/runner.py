@@ -18,7 +18,8 @@ from typing import Any, Callable
 
 from ..errors import DisentkitError
 from .backends import Backend, LocalBackend
-from .folders import ERROR, default_out, is_done, last_logged_step, log_event, prepare_sweep_dir, run_dir, sweep_lock
+from .folders import (ERROR, default_out, is_done, last_logged_step, log_event, logged_done, prepare_sweep_dir, run_dir,
+                      sweep_lock)
 from .grid import RunSpec, Sweep, validate_runs
 from .progress import Progress, _duration
 
@@ -136,6 +137,9 @@ def _schedule(sweep: Sweep, out: Path, be: Backend, printer: Callable[[str], Non
         else:
             pending.append(r.run_id)
     finished = {rid for rid in specs if rid not in pending}
+    # a run killed between its DONE and its "done" line: record it now, so the log holds every finished run once
+    for rid in sorted(finished - logged_done(out)):
+        log_event(out, event="done", run=rid, recovered=True)
     printer(f"sweep '{sweep.name}': {len(specs)} runs, {prog.skipped} already done, {len(pending)} to run, "
             f"{be.slots} at a time -> {out}")
     log_event(out, event="sweep_start", pid=os.getpid(), todo=len(pending))
