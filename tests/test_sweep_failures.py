@@ -133,3 +133,16 @@ def test_a_run_killed_between_done_and_its_log_line_is_recorded_once_on_restart(
         lines = [x for x in log.read_text().splitlines() if x != '{"torn line']
         done = [e for e in map(json.loads, lines) if e["event"] == "done"]
         assert [(e["run"], e.get("recovered")) for e in done] == [(rid, True)]
+
+
+def test_local_runs_are_forked_unless_ray_is_loaded(monkeypatch):
+    """Forking a process that has loaded Ray (gRPC threads) can crash the child at start: spawn there."""
+    import sys
+
+    from disentkit.sweep.backends import LocalBackend, start_method
+
+    monkeypatch.delitem(sys.modules, "ray", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert start_method() == "fork" and LocalBackend(1).ctx.get_start_method() == "fork"
+    monkeypatch.setitem(sys.modules, "ray", object())
+    assert start_method() == "spawn" and LocalBackend(1).ctx.get_start_method() == "spawn"

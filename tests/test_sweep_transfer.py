@@ -38,8 +38,11 @@ def test_results_come_back_through_ray_and_equal_the_local_backend(tmp_path, mon
                     ray_init={"num_cpus": 1}, shared_fs=False, sync_state=True)
     assert res.ok and res.done == 4
     assert any("results come back through Ray" in x and "training state at every checkpoint" in x for x in lines)
+    from disentkit.sweep.backends import start_method
+
+    assert start_method() == "spawn"  # Ray is loaded in this process now: no fork (its gRPC threads)
     local = run_sweep(sweep, tmp_path / "local", workers=1, threads=1, printer=lambda s: None)
-    assert local.ok
+    assert local.ok, local.failed
     events = [json.loads(x) for x in (tmp_path / "ray" / "events.jsonl").read_text().splitlines()]
     placed = {e["run"]: e for e in events if e["event"] == "placed"}
     done = {e["run"] for e in events if e["event"] == "done"}

@@ -1,6 +1,7 @@
 """Where sweep runs execute: the :class:`Backend` interface and the local one (a fresh process per job).
 
-Each run trains in its own process (the local backend forks one per run; Ray runs it in a worker process,
+Each run trains in its own process (the local backend forks one per run, see :func:`start_method`; Ray runs it
+in a worker process,
 ``ray_backend.py``), so a crash fails that run only: its reason is shown and the other runs go on.
 """
 
@@ -100,14 +101,20 @@ def _group_child(spec_dicts: list[dict], folders: list[str], parents: list[str |
     os._exit(0)
 
 
+def start_method() -> str:
+    """``fork`` on Linux (runs start at once, nothing re-imported), except in a process that has loaded Ray: its
+    gRPC threads make a forked child unsafe (a local sweep after a Ray sweep in one process once lost its runs
+    to SIGSEGV at start), so ``spawn`` there, as on other systems."""
+    return "fork" if sys.platform.startswith("linux") and "ray" not in sys.modules else "spawn"
+
+
 class LocalBackend(Backend):
     """N worker processes on this machine, one fresh process per job (fork on Linux: no re-import)."""
 
     def __init__(self, workers: int = 1, threads: int = 0) -> None:
         self.slots = max(1, workers)
         self.threads = threads        # 0: the config's `threads`, else cores / workers
-        method = "fork" if sys.platform.startswith("linux") else "spawn"
-        self.ctx = mp.get_context(method)
+        self.ctx = mp.get_context(start_method())
         self.procs: list[tuple[Any, list[tuple[str, Path]]]] = []   # (process, its runs)
 
     def _spawn(self, target: Callable, args: tuple, runs: list[tuple[str, Path]]) -> int | None:
