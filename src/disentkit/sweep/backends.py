@@ -1,8 +1,7 @@
 """Where sweep runs execute: the :class:`Backend` interface and the local one (a fresh process per job).
 
 Each run trains in its own process (the local backend forks one per run, see :func:`start_method`; Ray runs it
-in a worker process,
-``ray_backend.py``), so a crash fails that run only: its reason is shown and the other runs go on.
+in a worker process, ``ray_backend.py``), so a crash fails that run only: its reason is shown and the others go on.
 """
 
 from __future__ import annotations
