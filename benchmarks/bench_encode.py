@@ -26,10 +26,6 @@ from disentkit.models import GaussianVAE
 from machine import cpu_label  # noqa: E402  (benchmarks/machine.py, beside this script)
 
 
-def _cpu() -> str:
-    return cpu_label()
-
-
 def _burn(stop) -> None:
     """One core's worth of float32 matmuls until ``stop`` is set (the "busy" condition)."""
     torch.set_num_threads(1)
@@ -107,7 +103,7 @@ def main() -> None:
         stop.set()
         for p in burners:
             p.join()
-    print(f"{_cpu()}; {args.threads} torch threads; {args.images:,} images of 1x64x64, min of {args.repeats}; "
+    print(f"{cpu_label()}; {args.threads} torch threads; {args.images:,} images of 1x64x64, min of {args.repeats}; "
           f"busy = {len(burners)} single-threaded matmul processes; "
           f"heap: {'glibc default' if args.default_heap else 'kept (as disentkit evaluate)'}")
     print(f"{'variant':<52}{'idle':>9}{'busy':>9}{'idle img/s':>12}")

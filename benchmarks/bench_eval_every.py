@@ -28,10 +28,6 @@ from disentkit.train.run import fit  # noqa: E402
 from machine import cpu_label  # noqa: E402  (benchmarks/machine.py, beside this script)
 
 
-def _cpu() -> str:
-    return cpu_label()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=2000)
@@ -62,7 +58,7 @@ def main() -> None:
             walls[label] = time.perf_counter() - t
     per_n = walls["plain"] / args.steps * args.every
     mean_eval = sum(evals) / max(len(evals), 1)
-    print(f"# {_cpu()}; {args.threads} torch threads; demo config, {args.steps} steps; "
+    print(f"# {cpu_label()}; {args.threads} torch threads; demo config, {args.steps} steps; "
           f"--eval-every {args.every} --eval-metrics {args.metrics}")
     print(f"training without evaluations: {walls['plain']:.1f} s ({per_n:.1f} s per {args.every} steps)")
     print(f"training with evaluations:    {walls['eval']:.1f} s ({len(evals)} evaluations: "

@@ -48,10 +48,6 @@ def _fmt(times: list[float]) -> str:
     return f"{min(times):8.2f}s" + (f"  (median {statistics.median(times):.2f}s, n={len(times)})" if len(times) > 1 else "")
 
 
-def _cpu() -> str:
-    return cpu_label()
-
-
 def dci_compare(enc, ds, params: dict, seeds: int) -> None:
     """DCI of one encoder's codes with the exact backend and with sklearn over ``seeds`` random states."""
     p = check_params(SPECS["dci"], params.get("dci", {}))
@@ -60,7 +56,7 @@ def dci_compare(enc, ds, params: dict, seeds: int) -> None:
     codes = {k: src.codes(f) for k, f in draws.items()}
     args = (codes["train"], draws["train"], codes["test"], draws["test"])
     print(f"\nDCI on the same codes ({p['num_train']:,} train / {p['num_test']:,} test, "
-          f"{codes['train'].shape[1]} latents, factor classes {list(ds.factor_sizes)}); {_cpu()}, "
+          f"{codes['train'].shape[1]} latents, factor classes {list(ds.factor_sizes)}); {cpu_label()}, "
           f"{torch.get_num_threads()} torch threads, sklearn n_jobs={p['n_jobs']}")
     print(f"{'backend':<10}{'seed':>5}{'time':>10}  " + "".join(f"{k:>23}" for k in DCI_KEYS))
     rows = {}

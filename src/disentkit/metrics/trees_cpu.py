@@ -31,18 +31,6 @@ def inverse_roots(n: int) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def root_weights(order, x32, rs):
-    """(D, N) weight of the root's candidate after j samples of each feature's order (0: tied)."""
-    d, n = order.shape
-    w = np.zeros((d, n))
-    for f in range(d):
-        for j in range(1, n):
-            if x32[f, order[f, j]] > x32[f, order[f, j - 1]] + FT:
-                w[f, j] = rs[j] * rs[n - j]
-    return w
-
-
-@numba.njit(cache=True, nogil=True)
 def _sweep(ids, w, r, sk):
     """Best score over the candidate splits of one node: samples ``ids`` in feature order, their
     weights ``w``, node sum ``sk``; 0 if there is none. Branch-free."""
@@ -92,6 +80,15 @@ def _weights(ids, x32f, rs, dw):
         xv = x32f[ids[j]]
         dw[j] = rs[j] * rs[n - j] * (xv > prev + FT)
         prev = xv
+
+
+@numba.njit(cache=True, nogil=True)
+def root_weights(order, x32, rs):
+    """(D, N) weight of the root's candidate after j samples of each feature's order (0: tied)."""
+    w = np.empty(order.shape)
+    for f in range(order.shape[0]):
+        _weights(order[f], x32[f], rs, w[f])
+    return w
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

@@ -57,21 +57,26 @@ def log_event(sweep_dir: Path, **event: Any) -> None:
         os.close(fd)
 
 
-def logged_done(sweep_dir: Path) -> set[str]:
-    """Run ids with a ``done`` line in ``events.jsonl`` (a torn or foreign line is skipped)."""
+def read_events(sweep_dir: Path) -> list[dict[str, Any]]:
+    """The events of ``events.jsonl`` in order (none if it is missing; a torn or foreign line is skipped)."""
     try:
-        lines = (sweep_dir / "events.jsonl").read_text().splitlines()
+        lines = (Path(sweep_dir) / "events.jsonl").read_text().splitlines()
     except OSError:
-        return set()
-    done = set()
+        return []
+    out = []
     for line in lines:
         try:
             e = json.loads(line)
         except ValueError:
             continue
-        if isinstance(e, dict) and e.get("event") == "done":
-            done.add(e.get("run"))
-    return done
+        if isinstance(e, dict):
+            out.append(e)
+    return out
+
+
+def logged_done(sweep_dir: Path) -> set[str]:
+    """Run ids with a ``done`` event."""
+    return {e.get("run") for e in read_events(sweep_dir) if e.get("event") == "done"}
 
 
 def load_sweep_dir(sweep_dir: str | Path) -> tuple[dict[str, Any], list[RunSpec]]:

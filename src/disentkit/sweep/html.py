@@ -9,7 +9,6 @@ of the pages' base template checks, once the page has loaded, that every image d
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from ..viz.page import Picture, picture, render
 from ..viz.report import Latent, RunPictures, gif_picture, load_run, per_factor, range_text, run_pictures
 from .aggregate import RunRecord, aggregate, cell, table
+from .folders import read_events
 from .grid import _short
 from .plots import make_plots
 from .udr import UDR_COLUMNS, ranking
@@ -44,17 +44,11 @@ class RunSection:
 def _failures(sweep_dir: Path) -> dict[str, str]:
     """Last failure reason of each run, from ``events.jsonl``."""
     out: dict[str, str] = {}
-    p = sweep_dir / "events.jsonl"
-    if p.is_file():
-        for line in p.read_text().splitlines():
-            try:
-                e = json.loads(line)
-            except ValueError:
-                continue
-            if e.get("event") == "failed":
-                out[e["run"]] = e.get("reason", "")
-            elif e.get("event") == "done":
-                out.pop(e.get("run"), None)
+    for e in read_events(sweep_dir):
+        if e.get("event") == "failed":
+            out[e["run"]] = e.get("reason", "")
+        elif e.get("event") == "done":
+            out.pop(e.get("run"), None)
     return out
 
 
